@@ -1,0 +1,1 @@
+"""The ``resnet-probe`` command line (installed as ``resnet_probe.cli``)."""

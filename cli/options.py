@@ -1,0 +1,48 @@
+"""Shared ``Annotated`` option aliases, so every command spells its options the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Model = Annotated[str, typer.Option("--model", "-m", help="Model: resnet110, zoo:resnet56, tv:resnet50, timm:resnet50.a1_in1k.")]
+Checkpoint = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights file (our format, state_dict, safetensors, akamaster).")]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help="cifar10 | cifar100 | imagenet | digits (default: digits, embedded, offline).")]
+Data = Annotated[Optional[Path], typer.Option("--data", help="CIFAR root, ImageFolder, or .npz with images (N,H,W,3) uint8 and labels.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for report.html and results.json (default: a new one under ./probe-reports/).")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite a report already in --out.")]
+Title = Annotated[Optional[str], typer.Option("--title", help="Report title.")]
+RandomInit = Annotated[bool, typer.Option("--random-init", help="Use random weights (no checkpoint needed).")]
+Pretrained = Annotated[bool, typer.Option("--pretrained", help="Download the source's pretrained weights (tv:, timm:).")]
+Download = Annotated[bool, typer.Option("--download", help="Download the data set through torchvision if missing.")]
+Precision = Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 (autocast; fp32 default).")]
+Split = Annotated[str, typer.Option("--split", help="Data split: test | train.")]
+
+
+@dataclass(frozen=True)
+class Common:
+    """The options every analysis command shares, gathered once."""
+
+    model: str
+    checkpoint: Path | None = None
+    dataset: str | None = None
+    data: Path | None = None
+    limit: int | None = None
+    batch_size: int = 256
+    device: str = "auto"
+    seed: int = 0
+    out: Path | None = None
+    force: bool = False
+    title: str | None = None
+    random_init: bool = False
+    pretrained: bool = False
+    download: bool = False
+    precision: str = "fp32"
+    split: str = "test"

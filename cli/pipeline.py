@@ -1,0 +1,129 @@
+"""The shared path of every analysis command: load, run, write results.json and report.html."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.data import DataSource, load_data
+from resnet_probe.errors import DataError, ProbeError
+from resnet_probe.executor import Executor, resolve_device
+from resnet_probe.load import load_model
+from resnet_probe.loaded import LoadedModel
+from resnet_probe.results import Result, RunRecord, write_json
+from resnet_probe.spec import parse, parse_with_checkpoint
+
+from .console import err, out, rich_progress
+from .options import Common
+from .output import run_directory
+
+
+def weights_mode(common: Common) -> str:
+    """Which weights load_model should use."""
+    if common.random_init and common.pretrained:
+        raise ProbeError("--random-init and --pretrained exclude each other")
+    return "random" if common.random_init else "pretrained" if common.pretrained else "auto"
+
+
+def open_data(common: Common) -> DataSource:
+    """The data source of the shared options."""
+    if common.batch_size < 1:
+        raise DataError(f"--batch-size {common.batch_size}: must be at least 1")
+    return load_data(
+        common.dataset, common.data, split=common.split, limit=common.limit, download=common.download
+    )
+
+
+def open_model(
+    spec_text: str, checkpoint: Path | None, common: Common, data: DataSource | None
+) -> LoadedModel:
+    """Load a model that fits the data (class count, cached weights for that data set)."""
+    spec = parse(spec_text)
+    mode = weights_mode(common)
+    num_classes = data.num_classes if data is not None and mode != "pretrained" else None
+    loaded = load_model(
+        spec, checkpoint=checkpoint, weights=mode,
+        dataset=data.name if data is not None else common.dataset, num_classes=num_classes,
+    )
+    if data is not None and data.num_classes > loaded.num_classes:
+        raise DataError(
+            f"{data.name} has {data.num_classes} classes but {spec} predicts {loaded.num_classes}"
+        )
+    return loaded
+
+
+def run_analysis(
+    analysis: Analysis,
+    common: Common,
+    options: dict[str, Any],
+    *,
+    compare: Sequence[str] = (),
+) -> tuple[Path, RunRecord, Result]:
+    """Run one analysis end to end; returns the run directory, the record and the result."""
+    started = time.perf_counter()
+    out_dir = run_directory(common.out, analysis.name, common.model, common.force)
+    device = resolve_device(common.device)
+    data = open_data(common) if analysis.needs_data else None
+    loaded = open_model(common.model, common.checkpoint, common, data)
+    compared = []
+    for text in compare:
+        spec, ckpt = parse_with_checkpoint(text)
+        other = open_model(str(spec), ckpt, common, data)
+        compared.append((other, Executor(_to(other, device), device, common.precision)))
+    ctx = RunContext(
+        loaded=loaded,
+        executor=Executor(_to(loaded, device), device, common.precision),
+        data=data,
+        batch_size=common.batch_size,
+        seed=common.seed,
+        progress=rich_progress,
+        compare=tuple(compared),
+    )
+    result = analysis.run(ctx, **options)
+    record = RunRecord(
+        analysis=analysis.name,
+        model=loaded.describe() | {"weights": loaded.metadata.get("weights")},
+        data=data.describe() if data is not None else None,
+        seed=common.seed,
+        device=str(device),
+        result=result.to_dict(),
+        wall_time_s=round(time.perf_counter() - started, 3),
+        title=common.title,
+        options=_jsonable(options) | {"compare": list(compare)} if compare else _jsonable(options),
+        extra={"notes": list(loaded.topology.notes)},
+    )
+    write_outputs(out_dir, record, result)
+    return out_dir, record, result
+
+
+def write_outputs(out_dir: Path, record: RunRecord, result: Result) -> None:
+    """results.json and report.html, each written whole or not at all."""
+    from resnet_probe.reports import write_report
+
+    write_json(out_dir / "results.json", record.to_dict())
+    write_report(out_dir / "report.html", record, result, record.title)
+    out.print(f"wrote {out_dir / 'report.html'} and results.json")
+
+
+def _to(loaded: LoadedModel, device: Any) -> Any:
+    # Our own freshly loaded model: moving it is not a mutation of anything the user holds.
+    loaded.model.to(device)
+    return loaded.topology
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
+
+
+def print_reading(record: RunRecord, result: Result) -> None:
+    """Print the report's plain-language reading to stdout."""
+    from resnet_probe.reports import content
+    from resnet_probe.reports import analyses as _  # noqa: F401
+
+    for sentence in content.reading(result, record):
+        out.print(sentence)
+
+
+__all__ = ["run_analysis", "open_data", "open_model", "write_outputs", "print_reading", "err"]

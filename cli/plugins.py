@@ -1,0 +1,72 @@
+"""`resnet-probe analyses` and `resnet-probe run`: the installed analysis plugins."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from resnet_probe.errors import ProbeError
+from resnet_probe.plugins import discover, get_analysis
+
+from . import options as o
+from .console import err, out
+from .pipeline import print_reading, run_analysis
+
+
+def analyses() -> None:
+    """List installed analyses (name, package, version); broken plugins are named and skipped."""
+    table = Table("name", "package", "version", "description")
+    for info in discover():
+        if info.analysis is None:
+            err.print(f"plugin {info.name!r} from {info.package} failed to load: {info.error}", markup=False)
+            continue
+        table.add_row(info.name, info.package, info.version, info.analysis.description)
+    out.print(table)
+
+
+def _parse_settings(settings: list[str]) -> dict[str, object]:
+    parsed: dict[str, object] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ProbeError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            parsed[key.replace("-", "_")] = json.loads(value)
+        except ValueError:
+            parsed[key.replace("-", "_")] = value
+    return parsed
+
+
+def run(
+    name: Annotated[str, typer.Argument(help="Analysis name, as `resnet-probe analyses` lists it.")],
+    model: o.Model,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Analysis option KEY=VALUE (JSON values).")] = None,
+    checkpoint: o.Checkpoint = None,
+    dataset: o.Dataset = None,
+    data: o.Data = None,
+    limit: o.Limit = None,
+    batch_size: o.BatchSize = 256,
+    device: o.Device = "auto",
+    seed: o.Seed = 0,
+    out_dir: o.Out = None,
+    force: o.Force = False,
+    title: o.Title = None,
+    random_init: o.RandomInit = False,
+    pretrained: o.Pretrained = False,
+    download: o.Download = False,
+    precision: o.Precision = "fp32",
+) -> None:
+    """Run any installed analysis (built-in or third-party) with its default options."""
+    analysis = get_analysis(name)()
+    common = o.Common(
+        model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
+        random_init, pretrained, download, precision,
+    )
+    try:
+        _, record, result = run_analysis(analysis, common, _parse_settings(settings or []))
+    except TypeError as exc:
+        raise ProbeError(f"analysis {name!r} rejected its options: {exc}") from None
+    print_reading(record, result)

@@ -1,0 +1,60 @@
+"""Developer sessions: `nox -l` is the menu. Slow, GPU, network and bench sessions are off by default.
+
+Sessions reuse the interpreter's site-packages (``--system-site-packages``) so the several-GB
+torch build is installed once, by the README's install command, not once per session.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+VENV = ["--system-site-packages"]
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+
+
+@nox.session(venv_params=VENV)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (no GPU, no network, no slow tests)."""
+    _install(session)
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(venv_params=VENV, default=False)
+def slow(session: nox.Session) -> None:
+    """Run the slow tests too."""
+    _install(session)
+    session.run("pytest", "-q", "-m", "not network and not gpu", *session.posargs)
+
+
+@nox.session(venv_params=VENV, default=False)
+def gpu(session: nox.Session) -> None:
+    """Run the GPU tests (needs CUDA)."""
+    _install(session)
+    session.run("pytest", "-q", "-m", "gpu", *session.posargs)
+
+
+@nox.session(venv_params=VENV, default=False)
+def network(session: nox.Session) -> None:
+    """Run the tests that download weights or data."""
+    _install(session)
+    session.run("pytest", "-q", "-m", "network", *session.posargs)
+
+
+@nox.session(venv_params=VENV)
+def lint(session: nox.Session) -> None:
+    """ruff over the package, CLI, reports, tests and benchmarks."""
+    session.install("ruff")
+    session.run("ruff", "check", "resnet_probe", "cli", "reports", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(venv_params=VENV, default=False)
+def typecheck(session: nox.Session) -> None:
+    """mypy over the library."""
+    _install(session)
+    session.run("mypy", "resnet_probe", "cli", "reports")

@@ -1,0 +1,67 @@
+"""What a report shows for a result type: figures, tables and a plain-language reading.
+
+Each is a ``functools.singledispatch`` on the result's class; an analysis module registers its
+own implementations (see ``reports/lesion.py``). Unregistered results still render: their
+numbers appear as a JSON table and the reading says nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import singledispatch
+from typing import Any, Callable
+
+from matplotlib.axes import Axes
+
+from resnet_probe.results import Result, RunRecord
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: a caption and a function that draws it on fresh axes."""
+
+    caption: str
+    draw: Callable[[list[Axes]], None]
+    panels: int = 1
+    width: float = 6.4
+    height: float = 4.0
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of numbers: a caption, column names and rows."""
+
+    caption: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+
+@singledispatch
+def figures(result: Result, record: RunRecord) -> list[Figure]:
+    """Figures of a result; none by default."""
+    return []
+
+
+@singledispatch
+def tables(result: Result, record: RunRecord) -> list[Table]:
+    """Tables of a result; by default its top-level scalar fields."""
+    d = result.to_dict()
+    rows = [[k, v] for k, v in d.items() if isinstance(v, (int, float, str, bool))]
+    return [Table("Numbers", ["quantity", "value"], rows)] if rows else []
+
+
+@singledispatch
+def reading(result: Result, record: RunRecord) -> list[str]:
+    """Plain-language sentences about a result; none by default."""
+    return []
+
+
+def register(result_type: type[Result]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator factory: ``@register(LesionResult)`` on a function named figures/tables/reading."""
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        target = {"figures": figures, "tables": tables, "reading": reading}[fn.__name__.split("_")[-1]]
+        target.register(result_type)(fn)
+        return fn
+
+    return decorator

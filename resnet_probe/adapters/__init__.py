@@ -1,0 +1,30 @@
+"""Adapters turn a family's module tree into a :class:`~resnet_probe.topology.Topology`.
+
+Each adapter module exposes ``matches(model) -> bool`` and ``build(model) -> Topology``;
+they are imported lazily so that timm is only imported for timm models.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from torch import nn
+
+from ..errors import AdapterError
+from ..topology import Topology
+
+# Order matters: the first adapter whose ``matches`` accepts the model builds it.
+ADAPTERS: tuple[str, ...] = ("cifar", "torchvision", "timm_resnet")
+
+
+def build_topology(model: nn.Module) -> Topology:
+    """The topology of ``model`` from the first adapter that understands it."""
+    for name in ADAPTERS:
+        adapter = importlib.import_module(f"{__name__}.{name}")
+        if adapter.matches(model):
+            topology: Topology = adapter.build(model)
+            return topology
+    raise AdapterError(
+        f"no adapter understands {type(model).__module__}.{type(model).__name__}; "
+        f"supported families: {', '.join(ADAPTERS)}"
+    )

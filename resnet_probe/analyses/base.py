@@ -1,0 +1,65 @@
+"""The small base class every analysis derives from, and the context it runs in."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, ContextManager, Iterator
+
+from ..data import DataSource
+from ..executor import Executor
+from ..loaded import LoadedModel, Preprocessing
+from ..results import Result
+
+Advance = Callable[[int], None]
+ProgressFactory = Callable[[str, int], ContextManager[Advance]]
+
+
+@contextlib.contextmanager
+def no_progress(_description: str, _total: int) -> Iterator[Advance]:
+    """A progress reporter that reports nothing (library default; the CLI passes rich's)."""
+    yield lambda _n: None
+
+
+@dataclass(frozen=True, eq=False)
+class RunContext:
+    """What an analysis may use: the model, one executor, the data and the run settings."""
+
+    loaded: LoadedModel
+    executor: Executor
+    data: DataSource | None = None
+    batch_size: int = 256
+    seed: int = 0
+    progress: ProgressFactory = no_progress
+    compare: tuple[tuple[LoadedModel, Executor], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """The model's own preprocessing when its checkpoint carries one, else the data's."""
+        return self.loaded.preprocessing
+
+    def require_data(self, analysis: str) -> DataSource:
+        """The data source, which this analysis cannot run without."""
+        if self.data is None:
+            from ..errors import DataError
+
+            raise DataError(f"{analysis} needs data: pass --dataset or --data")
+        return self.data
+
+
+class Analysis(ABC):
+    """One analysis: a name, capability flags, and ``run(ctx, **options) -> Result``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    result_type: ClassVar[type[Result]]
+    needs_data: ClassVar[bool] = True
+    needs_labels: ClassVar[bool] = True
+    needs_grad: ClassVar[bool] = False
+    needs_weights: ClassVar[bool] = True
+
+    @abstractmethod
+    def run(self, ctx: RunContext, **options: Any) -> Result:
+        """Compute the result; must leave the model untouched."""

@@ -1,0 +1,1 @@
+"""Data source implementations behind :mod:`resnet_probe.data`."""

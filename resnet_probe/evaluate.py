@@ -1,0 +1,67 @@
+"""Accuracy and loss of many plans over a data set, one pass over the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .data import DataSource
+from .executor import Executor, Plan
+from .loaded import Preprocessing
+
+
+@dataclass(frozen=True)
+class Score:
+    """Correct predictions, images and summed cross-entropy of one plan."""
+
+    correct: int
+    n: int
+    loss_sum: float
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction correct."""
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def loss(self) -> float:
+        """Mean cross-entropy."""
+        return self.loss_sum / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The ``{"accuracy", "correct", "n", "loss"}`` block of results.json."""
+        return {"accuracy": self.accuracy, "correct": self.correct, "n": self.n, "loss": self.loss}
+
+
+def score_plans(
+    executor: Executor,
+    data: DataSource,
+    plans: Sequence[Plan],
+    *,
+    batch_size: int = 256,
+    preprocessing: Preprocessing | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Score]:
+    """Score every plan on every image; batches outside, prefix-shared plans inside."""
+    correct = [0] * len(plans)
+    loss = [0.0] * len(plans)
+    n = 0
+    for x, y in data.batches(batch_size, preprocessing=preprocessing, device=executor.device):
+        y = y.to(executor.device)
+
+        def reduce(logits: Tensor) -> tuple[int, float]:
+            logits = logits.float()
+            hits = int((logits.argmax(dim=1) == y).sum())
+            ce = float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+            return hits, ce
+
+        for i, (hits, ce) in enumerate(executor.run_plans(x, plans, reduce)):
+            correct[i] += hits
+            loss[i] += ce
+        n += int(y.shape[0])
+        if progress is not None:
+            progress(int(y.shape[0]))
+    return [Score(c, n, l) for c, l in zip(correct, loss)]

@@ -1,0 +1,167 @@
+"""The one core abstraction: a model seen as stem -> residual units -> head.
+
+Adapters build a :class:`Topology` from a model; analyses and the executor see only this,
+never the model's own attribute names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor, nn
+
+ShortcutKind = Literal["identity", "zero-pad", "projection", "none"]
+SHORTCUT_KINDS: tuple[str, ...] = ("identity", "zero-pad", "projection", "none")
+
+Fn = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class Unit:
+    """One residual unit ``y = post(shortcut(x) + residual(x))``.
+
+    ``post`` is ``relu`` for post-activation units (He et al. 2015) and the identity for
+    pre-activation ones (He et al. 2016). A plain unit (``shortcut_kind == "none"``) has no
+    shortcut: ``y = post(residual(x))``. ``responses`` are the modules whose outputs are the
+    layer responses of He et al. Fig. 7 (each 3x3 conv after its BN, before ReLU / addition),
+    as ``(name, module)`` pairs in network order.
+    """
+
+    index: int
+    name: str
+    stage: int
+    in_channels: int
+    out_channels: int
+    stride: int
+    downsampling: bool
+    shortcut_kind: str
+    shortcut: Fn | None
+    residual: Fn
+    post: Fn
+    module: nn.Module
+    responses: tuple[tuple[str, nn.Module], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.shortcut_kind not in SHORTCUT_KINDS:
+            raise ValueError(f"unknown shortcut kind {self.shortcut_kind!r}")
+        if (self.shortcut is None) != (self.shortcut_kind == "none"):
+            raise ValueError("a unit has a shortcut callable exactly when its kind is not 'none'")
+
+    @property
+    def deletable(self) -> bool:
+        """Whether dropping the residual branch leaves a well-defined unit.
+
+        A residual unit always is (its shortcut carries the signal). A plain unit is only
+        when it keeps the shape: deleting it then means skipping it (``y = x``).
+        """
+        return self.shortcut_kind != "none" or (
+            not self.downsampling and self.in_channels == self.out_channels
+        )
+
+    def merge(self, shortcut_out: Tensor | None, residual_out: Tensor | None) -> Tensor:
+        """``post(a + b)``; ``None`` stands for a branch that contributes nothing."""
+        if shortcut_out is None and residual_out is None:
+            raise ValueError("merge needs at least one branch")
+        if shortcut_out is None:
+            total = residual_out
+        elif residual_out is None:
+            total = shortcut_out
+        else:
+            total = shortcut_out + residual_out
+        assert total is not None
+        return self.post(total)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The unit as the model runs it."""
+        s = self.shortcut(x) if self.shortcut is not None else None
+        return self.merge(s, self.residual(x))
+
+    def forward_deleted(self, x: Tensor) -> Tensor:
+        """The unit with its residual branch removed (Veit et al. 2016)."""
+        if self.shortcut is None:
+            if not self.deletable:
+                raise ValueError(f"plain unit {self.name} changes shape and cannot be deleted")
+            return x
+        return self.merge(self.shortcut(x), None)
+
+    def describe(self) -> dict[str, object]:
+        """Tensor-free description for results and reports."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "stage": self.stage,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "stride": self.stride,
+            "downsampling": self.downsampling,
+            "shortcut": self.shortcut_kind,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Topology:
+    """stem -> units (with optional non-deletable transitions before some of them) -> head.
+
+    ``transitions[i]`` runs right before unit ``i`` (ConvNeXt's downsample layers); it is one
+    edge of the path graph and never deleted.
+    """
+
+    family: str
+    stem: Fn
+    units: tuple[Unit, ...]
+    head: Fn
+    model: nn.Module
+    transitions: dict[int, Fn] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    @property
+    def n_units(self) -> int:
+        """Number of residual units."""
+        return len(self.units)
+
+    def unit_by_name(self, name: str) -> Unit:
+        """The unit called ``name`` (e.g. ``layer2.0``)."""
+        for unit in self.units:
+            if unit.name == name:
+                return unit
+        raise KeyError(name)
+
+    def stages(self) -> list[list[int]]:
+        """Unit indices grouped by stage, in order."""
+        out: dict[int, list[int]] = {}
+        for unit in self.units:
+            out.setdefault(unit.stage, []).append(unit.index)
+        return [out[k] for k in sorted(out)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Run stem, units and head unchanged; must equal ``model(x)``."""
+        h = self.stem(x)
+        for unit in self.units:
+            if unit.index in self.transitions:
+                h = self.transitions[unit.index](h)
+            h = unit.forward(h)
+        return self.head(h)
+
+    def describe(self) -> list[dict[str, object]]:
+        """Tensor-free description of every unit."""
+        return [u.describe() for u in self.units]
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters of a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def relu(x: Tensor) -> Tensor:
+    """Out-of-place ReLU: in-place ReLUs would corrupt shared prefix activations."""
+    return torch.relu(x)
+
+
+def identity(x: Tensor) -> Tensor:
+    """The identity, as a named function (pre-activation merge)."""
+    return x

@@ -1,0 +1,16 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The real artefacts in ../shared/fixtures; tests that need them skip where it is absent."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+    if not path.is_dir():
+        pytest.skip(f"real fixtures not found at {path}")
+    return path
