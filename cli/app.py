@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except ProbeError as exc:
-        err.print(Text("error: ", style="bold red") + Text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
         sys.exit(2)
     except click.ClickException as exc:
         exc.show()

@@ -11,7 +11,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from .datasets.folder import FolderSource, load_folder
-from .datasets.known import CIFAR, DATASETS, NUM_CLASSES, cifar_in, cifar_root, data_home, load_cifar, load_digits
+from .datasets.known import (
+    CIFAR,
+    DATASETS,
+    NUM_CLASSES,
+    cifar_in,
+    cifar_root,
+    data_home,
+    load_cifar,
+    load_digits,
+)
 from .datasets.npz import load_npz
 from .datasets.source import DataSource, TensorSource, pad_crop_flip
 from .errors import DataError
@@ -64,14 +73,18 @@ def load_data(
     elif dataset in (None, "digits"):
         source = load_digits(split)
     elif dataset == "imagenet":
-        raise DataError("imagenet needs --data PATH: an image folder in ImageNet val layout (one sub-folder per class)")
+        raise DataError(
+            "imagenet needs --data PATH: an image folder in ImageNet val layout (one sub-folder per class)"
+        )
     else:
         source = load_cifar(dataset, None, split, download)
     if isinstance(source, TensorSource) and limit is not None and limit < len(source):
         # clone so the full set can be freed
         source = replace(source, images=source.images[:limit].clone(), labels=source.labels[:limit].clone())
     if image_size is not None:
-        source = replace(source, default_preprocessing=replace(source.default_preprocessing, input_size=image_size))
+        source = replace(
+            source, default_preprocessing=replace(source.default_preprocessing, input_size=image_size)
+        )
     return source
 
 

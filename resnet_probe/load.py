@@ -91,7 +91,9 @@ def _load_hub(
     spec: ModelSpec, checkpoint: str | Path | None, weights: str, num_classes: int | None
 ) -> LoadedModel:
     if checkpoint is not None:
-        return _from_checkpoint(spec, Path(checkpoint), "checkpoint", num_classes, _hub_builder(spec))
+        # A torchvision tag names published weights; a checkpoint replaces them.
+        builder = _hub_builder(spec, with_tag=False)
+        return _from_checkpoint(spec, Path(checkpoint), "checkpoint", num_classes, builder)
     pretrained = weights == "pretrained"
     model, prep = _hub_builder(spec)(num_classes, pretrained)
     label = "pretrained" if pretrained else "random"
@@ -184,12 +186,13 @@ def _akamaster_builder(spec: ModelSpec) -> Any:
     return build
 
 
-def _hub_builder(spec: ModelSpec) -> Any:
+def _hub_builder(spec: ModelSpec, *, with_tag: bool = True) -> Any:
     from . import hub_models
 
     def build(num_classes: int | None, pretrained: bool) -> tuple[nn.Module, Preprocessing | None]:
         if spec.source == "tv":
-            return hub_models.build_torchvision(spec.name, pretrained, num_classes=num_classes)
+            tag = spec.tag if with_tag else None
+            return hub_models.build_torchvision(spec.name, pretrained, num_classes=num_classes, tag=tag)
         return hub_models.build_timm(spec.name, spec.tag, pretrained, num_classes=num_classes)
 
     return build

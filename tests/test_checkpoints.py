@@ -76,7 +76,7 @@ def test_our_format_round_trip(tmp_path: Path) -> None:
         assert torch.equal(data.state_dict[key], value), key
     fresh = _model()
     apply_state_dict(fresh, data.state_dict, "round trip")
-    for (k, a), b in zip(fresh.state_dict().items(), original.values()):
+    for (k, a), b in zip(fresh.state_dict().items(), original.values(), strict=True):
         assert torch.equal(a, b), k
 
 
@@ -195,7 +195,12 @@ def test_truncated_zip_and_safetensors(tmp_path: Path) -> None:
     model = _model()
     torch.save(model.state_dict(), tmp_path / "full.pt")
     save_checkpoint(
-        tmp_path / "full.safetensors", model, "zoo:resnet20", dataset="cifar10", num_classes=10, preprocessing=None
+        tmp_path / "full.safetensors",
+        model,
+        "zoo:resnet20",
+        dataset="cifar10",
+        num_classes=10,
+        preprocessing=None,
     )
     for name in ("full.pt", "full.safetensors"):
         raw = (tmp_path / name).read_bytes()

@@ -108,7 +108,10 @@ def test_digits_default_split() -> None:
     assert test.images.shape[1:] == (3, 32, 32) and test.images.dtype == torch.uint8
     assert torch.equal(test.images[:, 0], test.images[:, 1])
     assert int(test.images.max()) == 255 and int(test.images.min()) == 0
-    assert torch.bincount(test.labels).tolist() == pytest.approx([50] * 10, abs=1)  # stratified
+    total = torch.bincount(torch.cat([test.labels, train.labels]))
+    assert torch.bincount(test.labels).tolist() == pytest.approx(
+        (total * 500 / 1797).tolist(), abs=1
+    )  # stratified
 
 
 def test_digits_split_fixed_and_disjoint() -> None:
@@ -139,7 +142,7 @@ def test_digits_refuses_a_path(cifar_npz: Path) -> None:
 
 
 def _all_batches(src: DataSource, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*src.batches(64, **kwargs))
+    xs, ys = zip(*src.batches(64, **kwargs), strict=True)
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -200,7 +203,9 @@ def test_npz_wrong_dtype_and_shape(tmp_path: Path) -> None:
 
 
 def test_npz_length_mismatch(tmp_path: Path) -> None:
-    path = _save_npz(tmp_path / "n.npz", images=np.zeros((3, 8, 8, 3), np.uint8), labels=np.zeros(2, np.int64))
+    path = _save_npz(
+        tmp_path / "n.npz", images=np.zeros((3, 8, 8, 3), np.uint8), labels=np.zeros(2, np.int64)
+    )
     _one_line_error("3 images but 2 labels", data=path)
 
 
@@ -252,12 +257,16 @@ def test_empty_and_unrecognised_folders(tmp_path: Path) -> None:
 
 def test_tensor_source_validates() -> None:
     prep = Preprocessing((0.5,) * 3, (0.5,) * 3)
-    kwargs = dict(name="t", split="test", num_classes=2, classes=("a", "b"), image_size=4, default_preprocessing=prep)
+    kwargs = dict(
+        name="t", split="test", num_classes=2, classes=("a", "b"), image_size=4, default_preprocessing=prep
+    )
     with pytest.raises(DataError, match="uint8"):
         TensorSource(**kwargs, images=torch.zeros(2, 3, 4, 4), labels=torch.zeros(2, dtype=torch.int64))
     with pytest.raises(DataError, match="outside"):
         TensorSource(**kwargs, images=torch.zeros(2, 3, 4, 4, dtype=torch.uint8), labels=torch.tensor([0, 2]))
-    src = TensorSource(**kwargs, images=torch.zeros(2, 3, 4, 4, dtype=torch.uint8), labels=torch.tensor([0, 1]))
+    src = TensorSource(
+        **kwargs, images=torch.zeros(2, 3, 4, 4, dtype=torch.uint8), labels=torch.tensor([0, 1])
+    )
     with pytest.raises(DataError, match="channels"):
         next(src.batches(2, Preprocessing((0.5,), (0.5,))))
 
@@ -292,7 +301,7 @@ def test_image_folder_loads_resized_and_cropped(tmp_path: Path) -> None:
 def test_image_folder_augment_and_shuffle_reproducible(tmp_path: Path) -> None:
     src = load_data(data=_image_folder(tmp_path / "pets", ["cat", "dog"]), image_size=16)
     runs = [list(src.batches(3, shuffle=True, augment=True, seed=s)) for s in (0, 0)]
-    for (xa, ya), (xb, yb) in zip(*runs):
+    for (xa, ya), (xb, yb) in zip(*runs, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
@@ -333,10 +342,10 @@ def _cifar10_root(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
 
 @pytest.fixture
 def cifar_root(tmp_path: Path, cifar_npz: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    import torchvision.datasets
+    import torchvision.datasets.cifar
 
-    # the files are ours, not the official ones: skip torchvision's md5 check
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    # the files are ours, not the official ones: skip torchvision's md5 checks
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
     f = np.load(cifar_npz)
     return _cifar10_root(tmp_path / "root", f["images"][:50], f["labels"][:50])
 
@@ -348,7 +357,7 @@ def test_cifar_root_through_torchvision(cifar_root: Path, cifar_npz: Path) -> No
     ref = load_data(data=cifar_npz, limit=20)
     assert torch.equal(src.images, ref.images) and torch.equal(src.labels, ref.labels)
     # the batches folder itself is accepted too
-    assert len(load_data("cifar10", cifar_root / "cifar-10-batches-py", split="train")) == 50
+    assert len(load_data("cifar10", cifar_root / "cifar-10-batches-py", split="train")) == 5 * 50
 
 
 def test_cifar_from_home(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -371,3 +380,14 @@ def test_cifar_missing_and_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
     _one_line_error(r"could not download CIFAR-10 .*\(offline\?\)", dataset="cifar10", download=True)
+
+
+@pytest.mark.gpu
+def test_batches_on_cuda(cifar_npz: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    src = load_data(data=cifar_npz, limit=8)
+    x, y = next(src.batches(8, device="cuda", augment=True, seed=4))
+    assert x.is_cuda and y.is_cuda
+    cpu, _ = next(src.batches(8, augment=True, seed=4))
+    assert torch.allclose(x.cpu(), cpu, atol=1e-6)

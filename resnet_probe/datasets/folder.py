@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class _Images(Dataset):
 class FolderSource(DataSource):
     """Image files with labels, decoded, resized and centre-cropped on the fly."""
 
-    samples: tuple[tuple[str, int], ...]
+    samples: tuple[tuple[str, int], ...] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.samples)

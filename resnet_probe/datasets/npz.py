@@ -36,11 +36,15 @@ def load_npz(path: Path, dataset: str | None, split: str) -> TensorSource:
     """An .npz file as a source; a named ``dataset`` fixes the class count and the statistics."""
     images, labels, names = _read(path)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise DataError(f"{path.name}: 'images' is {images.dtype} {images.shape}; expected uint8 (N, H, W, 3)")
+        raise DataError(
+            f"{path.name}: 'images' is {images.dtype} {images.shape}; expected uint8 (N, H, W, 3)"
+        )
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_):
         raise DataError(f"{path.name}: 'labels' is {labels.dtype} {labels.shape}; expected integer (N,)")
     if len(labels) != len(images):
-        raise DataError(f"{path.name}: {len(images)} images but {len(labels)} labels; expected one label per image")
+        raise DataError(
+            f"{path.name}: {len(images)} images but {len(labels)} labels; expected one label per image"
+        )
     if len(images) == 0:
         raise DataError(f"{path.name} holds no images; expected {EXPECTED}")
     y = torch.from_numpy(labels.astype(np.int64))

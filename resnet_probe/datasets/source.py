@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -61,8 +61,8 @@ class DataSource(ABC):
 class TensorSource(DataSource):
     """Images held in memory as uint8 (N, 3, H, W) with int64 labels (N,)."""
 
-    images: Tensor
-    labels: Tensor
+    images: Tensor = field(repr=False)
+    labels: Tensor = field(repr=False)
 
     def __post_init__(self) -> None:
         im, lab = self.images, self.labels
@@ -138,7 +138,9 @@ class Normaliser:
         # move as uint8: a quarter of the bytes of float32
         x = x.to(self.device).float().div_(255.0)
         if self.size and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+            )
         return x.sub_(self.mean).div_(self.std)
 
 
@@ -166,4 +168,3 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
     """Per-channel mean and std of uint8 (N, C, H, W) images on the [0, 1] scale, in float64."""
     x = images.double().div_(255.0).transpose(0, 1).reshape(images.shape[1], -1)
     return tuple(x.mean(1).tolist()), tuple(x.std(1).tolist())
-

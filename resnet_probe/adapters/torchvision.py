@@ -1,0 +1,131 @@
+"""Adapter for torchvision's ``ResNet`` (resnet18..152, wide_resnet*, resnext*).
+
+The callables re-trace ``BasicBlock.forward`` / ``Bottleneck.forward`` over the block's own
+submodules, so the executor can run the shortcut and the residual branch apart.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import AdapterError
+from ..topology import Fn, Topology, Unit, identity, relu
+
+FAMILY = "torchvision-resnet"
+_MODULE = "torchvision.models.resnet"
+
+POST_NOTE = "Post-activation units (He et al. 2015): y = relu(shortcut(x) + residual(x))."
+PROJECTION_NOTE = "Projection shortcuts (1x1 conv + BN) at downsampling units, identity elsewhere (option B)."
+BASIC_NOTE = "Basic units: two 3x3 convs per unit; the responses are the outputs of bn1 and bn2."
+BOTTLENECK_NOTE = (
+    "Bottleneck units: one 3x3 conv per unit (conv2, which carries the stride); "
+    "the responses are its BN (bn2) outputs."
+)
+
+
+def matches(model: nn.Module) -> bool:
+    """Whether ``model`` is a torchvision ``ResNet``."""
+    # A torchvision ResNet cannot exist unless its module is already imported.
+    resnet = sys.modules.get(_MODULE)
+    return resnet is not None and isinstance(model, resnet.ResNet)
+
+
+def build(model: nn.Module) -> Topology:
+    """The topology of a torchvision ``ResNet``."""
+    from torchvision.models import resnet as tv
+
+    if not isinstance(model, tv.ResNet):
+        raise AdapterError(f"not a torchvision ResNet: {type(model).__name__}")
+    units: list[Unit] = []
+    for stage in (1, 2, 3, 4):
+        for i, block in enumerate(getattr(model, f"layer{stage}")):
+            name = f"layer{stage}.{i}"
+            # Exact types: the quantizable subclasses merge with FloatFunctional, not ``+``.
+            if type(block) is tv.BasicBlock:
+                units.append(_basic_unit(len(units), name, stage, block))
+            elif type(block) is tv.Bottleneck:
+                units.append(_bottleneck_unit(len(units), name, stage, block))
+            else:
+                raise AdapterError(
+                    f"{name} is a {type(block).__name__}; the torchvision adapter understands "
+                    "BasicBlock and Bottleneck only"
+                )
+
+    def stem(x: Tensor) -> Tensor:
+        return model.maxpool(relu(model.bn1(model.conv1(x))))
+
+    def head(x: Tensor) -> Tensor:
+        return model.fc(torch.flatten(model.avgpool(x), 1))
+
+    notes = [POST_NOTE]
+    if any(u.shortcut_kind == "projection" for u in units):
+        notes.append(PROJECTION_NOTE)
+    kinds = {type(u.module) for u in units}
+    if tv.BasicBlock in kinds:
+        notes.append(BASIC_NOTE)
+    if tv.Bottleneck in kinds:
+        notes.append(BOTTLENECK_NOTE)
+    return Topology(FAMILY, stem, tuple(units), head, model, notes=tuple(notes))
+
+
+def _shortcut(block: nn.Module) -> tuple[str, Fn]:
+    """The shortcut kind and callable of a block."""
+    if block.downsample is None:
+        return "identity", identity
+    return "projection", block.downsample
+
+
+def _basic_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
+    """A BasicBlock: ``relu(shortcut(x) + bn2(conv2(relu(bn1(conv1(x))))))``."""
+
+    # Out-of-place ReLUs keep the captured BN outputs intact.
+    def residual(x: Tensor) -> Tensor:
+        return block.bn2(block.conv2(relu(block.bn1(block.conv1(x)))))
+
+    kind, shortcut = _shortcut(block)
+    in_ch, out_ch, stride = block.conv1.in_channels, block.conv2.out_channels, int(block.stride)
+    return Unit(
+        index=index,
+        name=name,
+        stage=stage,
+        in_channels=in_ch,
+        out_channels=out_ch,
+        stride=stride,
+        downsampling=stride != 1 or in_ch != out_ch,
+        shortcut_kind=kind,
+        shortcut=shortcut,
+        residual=residual,
+        post=relu,
+        module=block,
+        responses=((f"{name}.bn1", block.bn1), (f"{name}.bn2", block.bn2)),
+    )
+
+
+def _bottleneck_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
+    """A Bottleneck: 1x1 -> 3x3 (strided) -> 1x1, each followed by BN."""
+
+    def residual(x: Tensor) -> Tensor:
+        h = relu(block.bn1(block.conv1(x)))
+        h = relu(block.bn2(block.conv2(h)))
+        return block.bn3(block.conv3(h))
+
+    kind, shortcut = _shortcut(block)
+    in_ch, out_ch, stride = block.conv1.in_channels, block.conv3.out_channels, int(block.stride)
+    return Unit(
+        index=index,
+        name=name,
+        stage=stage,
+        in_channels=in_ch,
+        out_channels=out_ch,
+        stride=stride,
+        downsampling=stride != 1 or in_ch != out_ch,
+        shortcut_kind=kind,
+        shortcut=shortcut,
+        residual=residual,
+        post=relu,
+        module=block,
+        responses=((f"{name}.bn2", block.bn2),),
+    )
