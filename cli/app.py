@@ -12,6 +12,8 @@ from rich.text import Text
 from resnet_probe.errors import ProbeError
 
 from . import evaluate, models, plugins, report
+from . import gradients as gradients_cmd
+from . import paths as paths_cmd
 from .console import err
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ app.command("eval")(evaluate.evaluate)
 app.command("analyses")(plugins.analyses)
 app.command("run")(plugins.run)
 app.command("report")(report.report)
+app.command("paths")(paths_cmd.paths)
+app.command("gradients")(gradients_cmd.gradients)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

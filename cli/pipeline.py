@@ -6,7 +6,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from resnet_probe.analyses.base import Analysis, RunContext
+import torch
+
+from resnet_probe import distributed
+from resnet_probe.analyses.base import Analysis, RunContext, no_progress
 from resnet_probe.data import DataSource, load_data
 from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
@@ -37,11 +40,14 @@ def open_data(common: Common) -> DataSource:
 
 
 def open_model(
-    spec_text: str, checkpoint: Path | None, common: Common, data: DataSource | None
+    spec_text: str, checkpoint: Path | None, common: Common, data: DataSource | None,
+    needs_weights: bool = True,
 ) -> LoadedModel:
     """Load a model that fits the data (class count, cached weights for that data set)."""
     spec = parse(spec_text)
     mode = weights_mode(common)
+    if not needs_weights and checkpoint is None and mode == "auto":
+        mode = "random"  # structure-only analyses (paths) must work offline without weights
     num_classes = data.num_classes if data is not None and mode != "pretrained" else None
     loaded = load_model(
         spec, checkpoint=checkpoint, weights=mode,
@@ -63,10 +69,15 @@ def run_analysis(
 ) -> tuple[Path, RunRecord, Result]:
     """Run one analysis end to end; returns the run directory, the record and the result."""
     started = time.perf_counter()
+    if distributed.init_from_env() and not distributed.is_main():
+        out.quiet = True  # only rank 0 prints results
     out_dir = run_directory(common.out, analysis.name, common.model, common.force)
     device = resolve_device(common.device)
+    if device.type == "cuda" and distributed.world() > 1:
+        device = torch.device("cuda", distributed.local_device_index())
     data = open_data(common) if analysis.needs_data else None
-    loaded = open_model(common.model, common.checkpoint, common, data)
+    torch.manual_seed(common.seed)  # random-init weights are part of what the seed fixes
+    loaded = open_model(common.model, common.checkpoint, common, data, analysis.needs_weights)
     compared = []
     for text in compare:
         spec, ckpt = parse_with_checkpoint(text)
@@ -78,7 +89,7 @@ def run_analysis(
         data=data,
         batch_size=common.batch_size,
         seed=common.seed,
-        progress=rich_progress,
+        progress=rich_progress if distributed.is_main() else no_progress,
         compare=tuple(compared),
     )
     result = analysis.run(ctx, **options)
@@ -94,7 +105,9 @@ def run_analysis(
         options=_jsonable(options) | {"compare": list(compare)} if compare else _jsonable(options),
         extra={"notes": list(loaded.topology.notes)},
     )
-    write_outputs(out_dir, record, result)
+    if distributed.is_main():
+        write_outputs(out_dir, record, result)
+    distributed.barrier()
     return out_dir, record, result
 
 

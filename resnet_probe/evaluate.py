@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from . import distributed
 from .data import DataSource
 from .executor import Executor, Plan
 from .loaded import Preprocessing
@@ -46,10 +47,9 @@ def score_plans(
     progress: Callable[[int], None] | None = None,
 ) -> list[Score]:
     """Score every plan on every image; batches outside, prefix-shared plans inside."""
-    correct = [0] * len(plans)
-    loss = [0.0] * len(plans)
-    n = 0
-    for x, y in data.batches(batch_size, preprocessing=preprocessing, device=executor.device):
+    local: list[tuple[int, list[tuple[int, float]]]] = []
+    batches = data.batches(batch_size, preprocessing=preprocessing, device=executor.device)
+    for index, (x, y) in distributed.mine(batches):
         y = y.to(executor.device)
 
         def reduce(logits: Tensor) -> tuple[int, float]:
@@ -58,10 +58,17 @@ def score_plans(
             ce = float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
             return hits, ce
 
-        for i, (hits, ce) in enumerate(executor.run_plans(x, plans, reduce)):
+        per_plan = executor.run_plans(x, plans, reduce)
+        local.append((index, [(hits, ce) for hits, ce in per_plan] + [(int(y.shape[0]), 0.0)]))
+        if progress is not None:
+            progress(int(y.shape[0]) * distributed.world())
+    # Sums in batch order on every rank: the same numbers as one process, bit for bit.
+    correct = [0] * len(plans)
+    loss = [0.0] * len(plans)
+    n = 0
+    for per_plan in distributed.gather_ordered(local):
+        for i, (hits, ce) in enumerate(per_plan[:-1]):
             correct[i] += hits
             loss[i] += ce
-        n += int(y.shape[0])
-        if progress is not None:
-            progress(int(y.shape[0]))
+        n += per_plan[-1][0]
     return [Score(c, n, l) for c, l in zip(correct, loss)]

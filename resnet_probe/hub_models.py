@@ -33,7 +33,9 @@ def timm_names() -> list[str]:
     import timm
 
     # Plain resnet* first: the excerpt in error messages should show the familiar names.
-    return sorted(timm.list_models(module=TIMM_MODULE), key=lambda n: (not n.startswith("resnet"), _natural(n)))
+    return sorted(
+        timm.list_models(module=TIMM_MODULE), key=lambda n: (not n.startswith("resnet"), _natural(n))
+    )
 
 
 def build_torchvision(
@@ -62,9 +64,7 @@ def build_torchvision(
     elif tag in enum.__members__:
         weights = enum[tag]
     else:
-        raise UnknownModelError(
-            f"unknown weights tv:{name}.{tag}; valid tags: {', '.join(enum.__members__)}"
-        )
+        raise UnknownModelError(f"unknown weights tv:{name}.{tag}; valid tags: {', '.join(enum.__members__)}")
     n_classes = len(weights.meta["categories"])
     if num_classes is not None and num_classes != n_classes:
         raise CheckpointError(
@@ -112,12 +112,14 @@ def build_timm(
         raise UnknownModelError(f"unknown tag {spec}; valid tags: {', '.join(tags) or '(none)'}")
 
     kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
-    model = timm.create_model(f"{name}.{tag}" if tag else name, pretrained=False, **kwargs)
+    model: Any = timm.create_model(f"{name}.{tag}" if tag else name, pretrained=False, **kwargs)
     if pretrained:
         full = f"{name}.{model.pretrained_cfg.get('tag')}"
         if not timm.list_pretrained(full):
             with_weights = [t.partition(".")[2] for t in timm.list_pretrained(f"{name}.*")]
-            hint = f"tags with weights: {', '.join(with_weights)}" if with_weights else "pass --checkpoint PATH"
+            hint = (
+                f"tags with weights: {', '.join(with_weights)}" if with_weights else "pass --checkpoint PATH"
+            )
             raise UnknownModelError(f"timm:{full} has no pretrained weights; {hint}")
         try:
             timm.models.load_pretrained(model, num_classes=model.num_classes, in_chans=model.in_chans)

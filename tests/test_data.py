@@ -49,7 +49,7 @@ def test_fixture_npz_contents(cifar_npz: Path) -> None:
     assert src.labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     assert src.default_preprocessing.mean == (0.4914, 0.4822, 0.4465)
     assert src.describe() == {
-        "dataset": "npz:cifar10_test_first846.npz",
+        "dataset": "cifar10",
         "split": "test",
         "n": 846,
         "num_classes": 10,
@@ -83,7 +83,8 @@ def test_fixture_limit_keeps_first(cifar_npz: Path) -> None:
 
 def test_npz_without_dataset_uses_own_statistics(cifar_npz: Path) -> None:
     src = load_data(data=cifar_npz)
-    assert src.num_classes == 10
+    assert src.name == "npz:cifar10_test_first846.npz"
+    assert src.num_classes == 10 and src.classes[0] == "0"
     x = torch.cat([x for x, _ in src.batches(256)])
     assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
     assert (x.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -20,9 +21,7 @@ _MODULE = "timm.models.resnet"
 
 POST_NOTE = "Post-activation units (He et al. 2015): y = act(shortcut(x) + residual(x))."
 PROJECTION_NOTE = "Projection shortcuts at downsampling units, identity elsewhere (option B)."
-AVG_DOWN_NOTE = (
-    "ResNet-D shortcuts (2x2 avg-pool + 1x1 conv + BN) are counted as projections."
-)
+AVG_DOWN_NOTE = "ResNet-D shortcuts (2x2 avg-pool + 1x1 conv + BN) are counted as projections."
 DEEP_STEM_NOTE = "The deep stem (three 3x3 convs) and the stem pooling belong to the stem."
 BASIC_NOTE = "Basic units: two 3x3 convs per unit; the responses are the outputs of bn1 and bn2."
 BOTTLENECK_NOTE = (
@@ -76,19 +75,20 @@ def out_of_place(act: nn.Module) -> Fn:
         return relu
     if getattr(act, "inplace", False):
         # A shallow copy shares weights and hooks; only the flag differs.
-        act = copy.copy(act)
-        act.inplace = False
+        clone: Any = copy.copy(act)
+        clone.inplace = False
+        return clone
     return act
 
 
-def _shortcut(block: nn.Module) -> tuple[str, Fn]:
+def _shortcut(block: Any) -> tuple[str, Fn]:
     """The shortcut kind and callable of a block."""
     if block.downsample is None:
         return "identity", identity
     return "projection", block.downsample
 
 
-def _tail(block: nn.Module) -> Fn:
+def _tail(block: Any) -> Fn:
     """The end of timm's residual branch after the last norm: se, then drop_path."""
     se, drop_path = block.se, block.drop_path
 
@@ -102,7 +102,7 @@ def _tail(block: nn.Module) -> Fn:
     return tail
 
 
-def _basic_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
+def _basic_unit(index: int, name: str, stage: int, block: Any) -> Unit:
     """timm BasicBlock: conv1 bn1 drop_block act1 aa conv2 bn2 [se] [drop_path]."""
     act1, tail = out_of_place(block.act1), _tail(block)
 
@@ -111,12 +111,17 @@ def _basic_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
         return tail(block.bn2(block.conv2(h)))
 
     return _unit(
-        index, name, stage, block, residual, block.conv2.out_channels,
+        index,
+        name,
+        stage,
+        block,
+        residual,
+        block.conv2.out_channels,
         ((f"{name}.bn1", block.bn1), (f"{name}.bn2", block.bn2)),
     )
 
 
-def _bottleneck_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
+def _bottleneck_unit(index: int, name: str, stage: int, block: Any) -> Unit:
     """timm Bottleneck: conv1 bn1 act1 conv2 bn2 drop_block act2 aa conv3 bn3 [se] [drop_path]."""
     act1, act2, tail = out_of_place(block.act1), out_of_place(block.act2), _tail(block)
 
@@ -125,16 +130,14 @@ def _bottleneck_unit(index: int, name: str, stage: int, block: nn.Module) -> Uni
         h = block.aa(act2(block.drop_block(block.bn2(block.conv2(h)))))
         return tail(block.bn3(block.conv3(h)))
 
-    return _unit(
-        index, name, stage, block, residual, block.conv3.out_channels, ((f"{name}.bn2", block.bn2),)
-    )
+    return _unit(index, name, stage, block, residual, block.conv3.out_channels, ((f"{name}.bn2", block.bn2),))
 
 
 def _unit(
     index: int,
     name: str,
     stage: int,
-    block: nn.Module,
+    block: Any,
     residual: Fn,
     out_channels: int,
     responses: tuple[tuple[str, nn.Module], ...],
@@ -160,10 +163,10 @@ def _unit(
     )
 
 
-def _notes(model: nn.Module, units: list[Unit]) -> tuple[str, ...]:
+def _notes(model: Any, units: list[Unit]) -> tuple[str, ...]:
     """One sentence per family specific that this model has."""
     resnet = sys.modules[_MODULE]
-    blocks = [u.module for u in units]
+    blocks: list[Any] = [u.module for u in units]
     notes = [POST_NOTE]
     if isinstance(model.conv1, nn.Sequential):
         notes.append(DEEP_STEM_NOTE)

@@ -7,12 +7,16 @@ submodules, so the executor can run the shortcut and the residual branch apart.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import AdapterError
 from ..topology import Fn, Topology, Unit, identity, relu
+
+if TYPE_CHECKING:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
 
 FAMILY = "torchvision-resnet"
 _MODULE = "torchvision.models.resnet"
@@ -71,14 +75,14 @@ def build(model: nn.Module) -> Topology:
     return Topology(FAMILY, stem, tuple(units), head, model, notes=tuple(notes))
 
 
-def _shortcut(block: nn.Module) -> tuple[str, Fn]:
+def _shortcut(block: BasicBlock | Bottleneck) -> tuple[str, Fn]:
     """The shortcut kind and callable of a block."""
     if block.downsample is None:
         return "identity", identity
     return "projection", block.downsample
 
 
-def _basic_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
+def _basic_unit(index: int, name: str, stage: int, block: BasicBlock) -> Unit:
     """A BasicBlock: ``relu(shortcut(x) + bn2(conv2(relu(bn1(conv1(x))))))``."""
 
     # Out-of-place ReLUs keep the captured BN outputs intact.
@@ -104,7 +108,7 @@ def _basic_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
     )
 
 
-def _bottleneck_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
+def _bottleneck_unit(index: int, name: str, stage: int, block: Bottleneck) -> Unit:
     """A Bottleneck: 1x1 -> 3x3 (strided) -> 1x1, each followed by BN."""
 
     def residual(x: Tensor) -> Tensor:

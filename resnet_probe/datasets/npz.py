@@ -66,7 +66,7 @@ def load_npz(path: Path, dataset: str | None, split: str) -> TensorSource:
         names = tuple(str(i) for i in range(num_classes))
     h, w = x.shape[-2:]
     return TensorSource(
-        name=f"npz:{path.name}",
+        name=dataset or f"npz:{path.name}",  # a named data set keeps its name: weights are cached by it
         split=split,
         num_classes=num_classes,
         classes=names,

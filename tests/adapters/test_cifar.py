@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from resnet_probe.registry import get_entry, list_models
 from resnet_probe.topology import Topology, identity, relu
 
 
-def randomized(name: str, seed: int = 0) -> nn.Module:
+def randomized(name: str, seed: int = 0) -> Any:
     """A zoo model in eval mode with non-trivial BN statistics and affine parameters."""
     torch.manual_seed(seed)
     model = get_entry(name).builder()
@@ -25,6 +27,7 @@ def randomized(name: str, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         model(torch.randn(8, 3, 32, 32))
         for bn in bns:
+            assert bn.running_mean is not None and bn.running_var is not None
             bn.running_mean.add_(torch.empty_like(bn.running_mean).uniform_(-0.2, 0.2))
             bn.running_var.mul_(torch.empty_like(bn.running_var).uniform_(0.8, 1.25))
             bn.weight.uniform_(0.5, 1.5)
@@ -104,14 +107,14 @@ def test_plain_units() -> None:
 
 
 def test_responses() -> None:
-    model = get_entry("resnet20").builder()
+    model: Any = get_entry("resnet20").builder()
     unit = adapter.build(model).units[4]
     assert unit.responses == (
         ("layer2.1.bn1", model.layer2[1].bn1),
         ("layer2.1.bn2", model.layer2[1].bn2),
     )
     assert unit.module is model.layer2[1]
-    pre = get_entry("preact_resnet20").builder()
+    pre: Any = get_entry("preact_resnet20").builder()
     names = [n for n, _ in adapter.build(pre).units[0].responses]
     assert names == ["layer1.0.conv1", "layer1.0.conv2"]
     assert adapter.build(pre).units[0].responses[1][1] is pre.layer1[0].conv2

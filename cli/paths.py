@@ -1,0 +1,38 @@
+"""`resnet-probe paths`: the unraveled view of a model, with no data and no weights needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from resnet_probe.analyses.paths import PathsAnalysis
+
+from . import options as o
+from .console import out
+from .pipeline import print_reading, run_analysis
+
+GraphML = Annotated[
+    Optional[Path], typer.Option("--graphml", help="Also write the path graph as GraphML (networkx.read_graphml).")
+]
+
+
+def paths(
+    model: o.Model,
+    graphml: GraphML = None,
+    checkpoint: o.Checkpoint = None,
+    out_dir: o.Out = None,
+    force: o.Force = False,
+    title: o.Title = None,
+) -> None:
+    """Count the paths of the unraveled view by length (Veit et al. Fig. 6a).
+
+    Example: resnet-probe paths --model resnet56 --graphml resnet56.graphml
+    """
+    common = o.Common(model, checkpoint, device="cpu", out=out_dir, force=force, title=title)
+    options = {"graphml": str(graphml)} if graphml is not None else {}
+    _, record, result = run_analysis(PathsAnalysis(), common, options)
+    print_reading(record, result)
+    if graphml is not None:
+        out.print(f"wrote {graphml}")

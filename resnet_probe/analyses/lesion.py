@@ -1,0 +1,329 @@
+"""Lesion studies (Veit et al. 2016, Fig. 3 and 5a): delete residual units, measure accuracy.
+
+Deleting a unit keeps its shortcut and drops its residual branch (``Unit.forward_deleted``).
+Three kinds of configuration: every deletable unit alone (the sweep), one given set, and
+``samples`` random sets of k units for each k in a range. All configurations of one model go
+through one :func:`score_plans` call, so the executor shares their common prefixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..errors import PlanError
+from ..evaluate import Score, score_plans
+from ..executor import Executor, Plan
+from ..loaded import LoadedModel
+from ..results import Result
+from ..topology import Topology
+from .base import Analysis, RunContext
+
+DEFAULT_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Accuracy, correct count, images and mean cross-entropy of the unchanged model."""
+
+    accuracy: float
+    correct: int
+    n: int
+    loss: float
+
+    @classmethod
+    def of(cls, score: Score) -> "Baseline":
+        """From an evaluation score."""
+        return cls(score.accuracy, score.correct, score.n, score.loss)
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    """What a report needs to know about one unit."""
+
+    index: int
+    name: str
+    stage: int
+    downsampling: bool
+    shortcut: str
+    in_channels: int
+    out_channels: int
+
+
+@dataclass(frozen=True)
+class LesionConfig:
+    """One deleted set and the accuracy of the model without those residual branches."""
+
+    deleted: tuple[int, ...]
+    names: tuple[str, ...]
+    accuracy: float
+    correct: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class RandomK:
+    """Accuracy over ``samples`` random sets of k deleted units (Veit et al. Fig. 5a)."""
+
+    k: int
+    samples: int
+    mean_accuracy: float
+    std_accuracy: float
+
+
+@dataclass(frozen=True)
+class LesionStudy:
+    """The lesion study of one model; ``skipped`` are units that cannot be deleted."""
+
+    baseline: Baseline
+    configs: tuple[LesionConfig, ...]
+    random_k: tuple[RandomK, ...]
+    units: tuple[UnitInfo, ...]
+    skipped: tuple[int, ...] = ()
+    spec: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LesionStudy":
+        """Rebuild the nested dataclasses from their dicts."""
+        return cls(
+            baseline=Baseline(**d["baseline"]),
+            configs=tuple(
+                LesionConfig(**{**c, "deleted": tuple(c["deleted"]), "names": tuple(c["names"])})
+                for c in d["configs"]
+            ),
+            random_k=tuple(RandomK(**r) for r in d.get("random_k", [])),
+            units=tuple(UnitInfo(**u) for u in d["units"]),
+            skipped=tuple(d.get("skipped", ())),
+            spec=d.get("spec", ""),
+        )
+
+
+@dataclass(frozen=True)
+class LesionResult(Result):
+    """The study of the model (top-level fields) and of each ``--compare`` model."""
+
+    analysis: ClassVar[str] = "lesion"
+    baseline: Baseline
+    configs: tuple[LesionConfig, ...]
+    random_k: tuple[RandomK, ...]
+    units: tuple[UnitInfo, ...]
+    skipped: tuple[int, ...] = ()
+    sweep: bool = True
+    compare: tuple[LesionStudy, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LesionResult":
+        """Inverse of :meth:`to_dict`."""
+        own = LesionStudy.from_dict(d)
+        return cls(
+            baseline=own.baseline,
+            configs=own.configs,
+            random_k=own.random_k,
+            units=own.units,
+            skipped=own.skipped,
+            sweep=bool(d.get("sweep", True)),
+            compare=tuple(LesionStudy.from_dict(c) for c in d.get("compare", [])),
+        )
+
+    @property
+    def study(self) -> LesionStudy:
+        """The main model's study in the same shape as the compared ones."""
+        return LesionStudy(self.baseline, self.configs, self.random_k, self.units, self.skipped)
+
+
+def unit_infos(topology: Topology) -> tuple[UnitInfo, ...]:
+    """Tensor-free descriptions of every unit."""
+    return tuple(
+        UnitInfo(u.index, u.name, u.stage, u.downsampling, u.shortcut_kind, u.in_channels, u.out_channels)
+        for u in topology.units
+    )
+
+
+def deletable_units(topology: Topology) -> list[int]:
+    """Indices of the units whose residual branch can be removed."""
+    return [u.index for u in topology.units if u.deletable]
+
+
+def parse_delete(spec: str | int | Sequence[int | str], topology: Topology) -> tuple[int, ...]:
+    """Unit indices and names (``"3,7,layer2.0"``) as sorted, validated unit indices.
+
+    Example:
+        >>> parse_delete("3,layer3.0", load_model("zoo:resnet20", weights="random").topology)
+        (3, 6)
+    """
+    n = topology.n_units
+    names = [u.name for u in topology.units]
+    valid = f"valid: indices 0..{n - 1} or names {names[0]}..{names[-1]}"
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        tokens: list[str] = [str(spec)]
+    elif isinstance(spec, str):
+        tokens = [t.strip() for t in spec.split(",")]
+    else:
+        tokens = [str(t).strip() for t in spec]
+    if not tokens or tokens == [""]:
+        raise PlanError(f"delete {spec!r}: no units given; {valid}")
+    chosen: list[int] = []
+    for token in tokens:
+        index = _unit_index(token, topology, valid)
+        if index in chosen:
+            raise PlanError(f"delete {token!r}: unit {index} ({names[index]}) is given twice")
+        unit = topology.units[index]
+        if not unit.deletable:
+            raise PlanError(
+                f"delete {token!r}: unit {index} ({unit.name}) is a plain unit that changes shape and "
+                f"cannot be deleted; deletable: {_ranges(deletable_units(topology))}"
+            )
+        chosen.append(index)
+    return tuple(sorted(chosen))
+
+
+def _unit_index(token: str, topology: Topology, valid: str) -> int:
+    n = topology.n_units
+    if not token:
+        raise PlanError(f"delete: empty entry in the list; {valid}")
+    try:
+        return topology.unit_by_name(token).index
+    except KeyError:
+        pass
+    try:
+        index = int(token)
+    except ValueError:
+        raise PlanError(f"delete {token!r}: not a unit index or name; {valid}") from None
+    if index < 0:
+        raise PlanError(f"delete {token!r}: negative unit index; {valid}")
+    if index >= n:
+        raise PlanError(f"delete {token!r}: unit index out of range; {valid}")
+    return index
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 4]`` as ``0..2, 4``."""
+    parts: list[str] = []
+    for i in indices:
+        if parts and parts[-1][1] == i - 1:
+            parts[-1] = (parts[-1][0], i)
+        else:
+            parts.append((i, i))  # type: ignore[arg-type]
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in parts)  # type: ignore[misc]
+
+
+def parse_range(spec: str | int | Sequence[int], option: str, low: int, high: int) -> tuple[int, int]:
+    """``"A:B"`` (inclusive) or ``"K"`` as ``(A, B)`` with ``low <= A <= B <= high``."""
+    hint = f"write A:B or K with {low} <= A <= B <= {high}"
+    try:
+        if isinstance(spec, str):
+            lo, sep, hi = spec.strip().partition(":")
+            a, b = int(lo), int(hi) if sep else int(lo)
+        elif isinstance(spec, int):
+            a = b = int(spec)
+        else:
+            a, b = (int(v) for v in spec)
+    except (TypeError, ValueError):
+        raise PlanError(f"{option} {spec!r}: not a range; {hint}") from None
+    if not low <= a <= b <= high:
+        raise PlanError(f"{option} {spec!r}: out of range; {hint}")
+    return a, b
+
+
+def check_samples(samples: int, option: str = "samples") -> int:
+    """A positive sample count."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise PlanError(f"{option} {samples!r}: must be a whole number of at least 1")
+    return samples
+
+
+def random_sets(
+    topology: Topology, k_range: tuple[int, int], samples: int, seed: int
+) -> list[tuple[int, tuple[int, ...]]]:
+    """``samples`` random k-sets of deletable units per k, as ``(k, sorted indices)``.
+
+    The generator is seeded from ``seed`` alone, so two models with the same deletable units
+    are lesioned with the very same sets (a paired comparison).
+    """
+    pool = np.asarray(deletable_units(topology), dtype=np.int64)
+    rng = np.random.default_rng([seed, 5])
+    out = []
+    for k in range(k_range[0], k_range[1] + 1):
+        for _ in range(samples):
+            chosen = rng.choice(pool, size=k, replace=False)
+            out.append((k, tuple(sorted(int(i) for i in chosen))))
+    return out
+
+
+def lesion_study(
+    ctx: RunContext,
+    loaded: LoadedModel,
+    executor: Executor,
+    *,
+    delete: str | int | Sequence[int | str] | None = None,
+    random_k: str | int | Sequence[int] | None = None,
+    samples: int = DEFAULT_SAMPLES,
+) -> tuple[LesionStudy, bool]:
+    """One model's study: baseline, sweep or given set, random k-sets, in one scoring pass."""
+    data = ctx.require_data("lesion")
+    topology = loaded.topology
+    deletable = deletable_units(topology)
+    if not deletable:
+        raise PlanError(f"{loaded.spec} has no deletable units")
+    sweep = delete is None
+    sets = [(i,) for i in deletable] if sweep else [parse_delete(delete, topology)]  # type: ignore[arg-type]
+    drawn: list[tuple[int, tuple[int, ...]]] = []
+    if random_k is not None:
+        k_range = parse_range(random_k, "random_k", 1, len(deletable))
+        drawn = random_sets(topology, k_range, check_samples(samples), ctx.seed)
+    plans = [Plan()] + [Plan.delete(*s) for s in sets] + [Plan.delete(*s) for _, s in drawn]
+    with ctx.progress(f"lesion {loaded.spec}", len(data)) as advance:
+        scores = score_plans(
+            executor, data, plans, batch_size=ctx.batch_size,
+            preprocessing=loaded.preprocessing, progress=advance,
+        )
+    base, own, rand = scores[0], scores[1 : 1 + len(sets)], scores[1 + len(sets) :]
+    configs = tuple(
+        LesionConfig(s, tuple(topology.units[i].name for i in s), sc.accuracy, sc.correct, sc.loss)
+        for s, sc in zip(sets, own)
+    )
+    summary = []
+    if drawn:
+        ks = np.asarray([k for k, _ in drawn])
+        acc = np.asarray([sc.accuracy for sc in rand], dtype=np.float64)
+        for k in sorted(set(ks.tolist())):
+            v = acc[ks == k]
+            std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            summary.append(RandomK(int(k), int(len(v)), float(v.mean()), std))
+    skipped = tuple(u.index for u in topology.units if not u.deletable)
+    study = LesionStudy(
+        Baseline.of(base), configs, tuple(summary), unit_infos(topology), skipped, str(loaded.spec)
+    )
+    return study, sweep
+
+
+class LesionAnalysis(Analysis):
+    """Delete residual units one at a time, as a set, or as random k-sets; score each."""
+
+    name = "lesion"
+    description = "accuracy after deleting residual units (Veit et al. 2016, Fig. 3 and 5a)"
+    result_type = LesionResult
+
+    def run(
+        self,
+        ctx: RunContext,
+        delete: str | int | Sequence[int | str] | None = None,
+        random_k: str | int | Sequence[int] | None = None,
+        samples: int = DEFAULT_SAMPLES,
+        **options: Any,
+    ) -> LesionResult:
+        """The study of the model and of every compared model, same options and seed.
+
+        Example:
+            >>> LesionAnalysis().run(ctx, delete="layer2.0", random_k="1:5", samples=10)
+        """
+        if options:
+            raise PlanError(f"lesion: unknown options {', '.join(sorted(options))}; valid: delete, random_k, samples")
+        kwargs = {"delete": delete, "random_k": random_k, "samples": samples}
+        own, sweep = lesion_study(ctx, ctx.loaded, ctx.executor, **kwargs)
+        others = tuple(lesion_study(ctx, lm, ex, **kwargs)[0] for lm, ex in ctx.compare)
+        return LesionResult(
+            own.baseline, own.configs, own.random_k, own.units, own.skipped, sweep, others
+        )

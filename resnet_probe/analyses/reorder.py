@@ -1,0 +1,146 @@
+"""Reordering study (Veit et al. 2016, Fig. 5b): swap units, measure accuracy against Kendall tau.
+
+Only units with equal input and output shapes can trade places: same stage, not the
+downsampling unit, same channels and stride. A new order comes from k random swaps of such
+pairs applied one after the other; its distance from the original is Kendall's tau between
+the two orders. All orders go through one :func:`score_plans` call (shared prefixes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from ..errors import PlanError
+from ..evaluate import score_plans
+from ..executor import Plan, validate_plan
+from ..results import Result
+from ..topology import Topology
+from .base import Analysis, RunContext
+from .lesion import Baseline, UnitInfo, check_samples, parse_range, unit_infos
+
+DEFAULT_SAMPLES = 10
+MAX_SWAPS = 10_000
+
+
+@dataclass(frozen=True)
+class ReorderConfig:
+    """One reordered network: how many swaps made it, the order, its tau and its accuracy."""
+
+    swaps: int
+    order: tuple[int, ...]
+    kendall_tau: float
+    accuracy: float
+    correct: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class ReorderResult(Result):
+    """Baseline, every reordered configuration and the units (for names and stages)."""
+
+    analysis: ClassVar[str] = "reorder"
+    baseline: Baseline
+    configs: tuple[ReorderConfig, ...]
+    units: tuple[UnitInfo, ...]
+    swappable: tuple[tuple[int, ...], ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ReorderResult":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            baseline=Baseline(**d["baseline"]),
+            configs=tuple(ReorderConfig(**{**c, "order": tuple(c["order"])}) for c in d["configs"]),
+            units=tuple(UnitInfo(**u) for u in d["units"]),
+            swappable=tuple(tuple(g) for g in d.get("swappable", [])),
+        )
+
+
+def swap_groups(topology: Topology) -> list[tuple[int, ...]]:
+    """Groups of units that may trade places: same stage and shapes, never downsampling."""
+    groups: dict[tuple[int, int, int, int], list[int]] = {}
+    for u in topology.units:
+        if not u.downsampling:
+            groups.setdefault((u.stage, u.in_channels, u.out_channels, u.stride), []).append(u.index)
+    return [tuple(g) for g in groups.values() if len(g) > 1]
+
+
+def swap_pairs(topology: Topology) -> list[tuple[int, int]]:
+    """Every pair of positions whose units may be swapped; PlanError when there is none."""
+    pairs = [(a, b) for g in swap_groups(topology) for i, a in enumerate(g) for b in g[i + 1 :]]
+    if not pairs:
+        raise PlanError(
+            "reorder needs two units with equal shapes in one stage (not downsampling); "
+            f"this {topology.family} network with {topology.n_units} units has none"
+        )
+    return pairs
+
+
+def random_orders(
+    topology: Topology, swap_range: tuple[int, int], samples: int, seed: int
+) -> list[tuple[int, tuple[int, ...]]]:
+    """``samples`` orders per swap count k, each k uniformly drawn swaps applied in turn."""
+    pairs = swap_pairs(topology)
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for k in range(swap_range[0], swap_range[1] + 1):
+        for _ in range(samples):
+            order = list(range(topology.n_units))
+            for p in rng.integers(len(pairs), size=k):
+                a, b = pairs[int(p)]
+                order[a], order[b] = order[b], order[a]
+            out.append((k, tuple(order)))
+    return out
+
+
+def order_tau(order: Sequence[int]) -> float:
+    """Kendall's tau between the original order and ``order`` (1.0 when unchanged)."""
+    if list(order) == sorted(order):
+        return 1.0
+    return float(kendalltau(np.arange(len(order)), np.asarray(order))[0])
+
+
+class ReorderAnalysis(Analysis):
+    """Accuracy of the network with its units reordered by k random swaps."""
+
+    name = "reorder"
+    description = "accuracy after swapping units, against Kendall tau (Veit et al. 2016, Fig. 5b)"
+    result_type = ReorderResult
+
+    def run(
+        self,
+        ctx: RunContext,
+        swaps: str | int | Sequence[int] = "1:20",
+        samples: int = DEFAULT_SAMPLES,
+        **options: Any,
+    ) -> ReorderResult:
+        """Score the baseline and every reordered network in one pass over the data.
+
+        Example:
+            >>> ReorderAnalysis().run(ctx, swaps="1:20", samples=10)
+        """
+        if options:
+            raise PlanError(f"reorder: unknown options {', '.join(sorted(options))}; valid: swaps, samples")
+        data = ctx.require_data(self.name)
+        topology = ctx.loaded.topology
+        swap_pairs(topology)  # a net without swappable units fails before any range message
+        k_range = parse_range(swaps, "swaps", 1, MAX_SWAPS)
+        drawn = random_orders(topology, k_range, check_samples(samples), ctx.seed)
+        plans = [Plan()] + [Plan(order=order) for _, order in drawn]
+        for plan in plans:
+            validate_plan(plan, topology)
+        with ctx.progress(f"reorder {ctx.loaded.spec}", len(data)) as advance:
+            scores = score_plans(
+                ctx.executor, data, plans, batch_size=ctx.batch_size,
+                preprocessing=ctx.preprocessing, progress=advance,
+            )
+        configs = tuple(
+            ReorderConfig(k, order, order_tau(order), sc.accuracy, sc.correct, sc.loss)
+            for (k, order), sc in zip(drawn, scores[1:])
+        )
+        return ReorderResult(
+            Baseline.of(scores[0]), configs, unit_infos(topology), tuple(swap_groups(topology))
+        )

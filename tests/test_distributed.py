@@ -1,0 +1,47 @@
+"""Analyses under torchrun: 2 CPU ranks on gloo give the single-process JSON exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet_probe import distributed
+
+
+def test_alone_everything_is_mine() -> None:
+    assert distributed.world() == 1 and distributed.is_main()
+    assert list(distributed.mine("abc")) == [(0, "a"), (1, "b"), (2, "c")]
+    assert distributed.gather_ordered([(2, "c"), (0, "a"), (1, "b")]) == ["a", "b", "c"]
+
+
+def _cli(args: list[str], nproc: int, tmp: Path) -> dict:
+    env = os.environ | {"OMP_NUM_THREADS": "1", "RESNET_PROBE_HOME": str(tmp / "home")}
+    out = tmp / f"run{nproc}"
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "resnet_probe.cli.app", *args, "--out", str(out)]
+    else:
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+            "--master-port", "29517", "-m", "resnet_probe.cli.app", *args, "--out", str(out),
+        ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((out / "results.json").read_text())
+    for key in ("wall_time_s", "device"):
+        doc.pop(key)
+    return doc
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and sys.platform == "win32", reason="no torchrun")
+def test_eval_under_torchrun_equals_single_process(tmp_path: Path) -> None:
+    args = ["eval", "--model", "resnet20", "--random-init", "--limit", "96", "--batch-size", "16", "--device", "cpu"]
+    single = _cli(args, 1, tmp_path)
+    double = _cli(args, 2, tmp_path)
+    assert double["result"] == single["result"]
+    assert double == single
