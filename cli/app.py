@@ -13,7 +13,9 @@ from resnet_probe.errors import ProbeError
 
 from . import evaluate, models, plugins, report
 from . import gradients as gradients_cmd
+from . import lesion as lesion_cmd
 from . import paths as paths_cmd
+from . import reorder as reorder_cmd
 from .console import err
 
 app = typer.Typer(
@@ -30,6 +32,8 @@ app.command("run")(plugins.run)
 app.command("report")(report.report)
 app.command("paths")(paths_cmd.paths)
 app.command("gradients")(gradients_cmd.gradients)
+app.command("lesion")(lesion_cmd.lesion)
+app.command("reorder")(reorder_cmd.reorder)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -132,8 +132,8 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
 
 def print_reading(record: RunRecord, result: Result) -> None:
     """Print the report's plain-language reading to stdout."""
-    from resnet_probe.reports import content
     from resnet_probe.reports import analyses as _  # noqa: F401
+    from resnet_probe.reports import content
 
     for sentence in content.reading(result, record):
         out.print(sentence)

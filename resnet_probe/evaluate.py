@@ -52,7 +52,7 @@ def score_plans(
     for index, (x, y) in distributed.mine(batches):
         y = y.to(executor.device)
 
-        def reduce(logits: Tensor) -> tuple[int, float]:
+        def reduce(logits: Tensor, y: Tensor = y) -> tuple[int, float]:
             logits = logits.float()
             hits = int((logits.argmax(dim=1) == y).sum())
             ce = float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
@@ -71,4 +71,4 @@ def score_plans(
             correct[i] += hits
             loss[i] += ce
         n += per_plan[-1][0]
-    return [Score(c, n, l) for c, l in zip(correct, loss)]
+    return [Score(hits, n, ce) for hits, ce in zip(correct, loss, strict=True)]

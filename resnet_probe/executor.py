@@ -38,7 +38,7 @@ class Plan:
     order: tuple[int, ...] | None = None
 
     @classmethod
-    def delete(cls, *indices: int) -> "Plan":
+    def delete(cls, *indices: int) -> Plan:
         """A plan deleting the given units."""
         return cls(deleted=frozenset(indices))
 

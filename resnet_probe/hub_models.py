@@ -33,17 +33,16 @@ def timm_names() -> list[str]:
     import timm
 
     # Plain resnet* first: the excerpt in error messages should show the familiar names.
-    return sorted(
-        timm.list_models(module=TIMM_MODULE), key=lambda n: (not n.startswith("resnet"), _natural(n))
-    )
+    return sorted(timm.list_models(module=TIMM_MODULE), key=lambda n: (not n.startswith("resnet"), _natural(n)))
 
 
 def build_torchvision(
     name: str, pretrained: bool, num_classes: int | None = None, tag: str | None = None
 ) -> tuple[nn.Module, Preprocessing | None]:
-    """A torchvision ResNet in eval mode; preprocessing only when pretrained weights define it.
+    """A torchvision ResNet in eval mode; preprocessing only where named weights define it.
 
-    ``tag`` names a weights enum member (``IMAGENET1K_V1``); the default weights otherwise.
+    ``tag`` names a weights enum member (``IMAGENET1K_V1``); pretrained uses the default
+    weights otherwise. A tag without ``pretrained`` only selects the preprocessing.
 
     Example:
         >>> model, prep = build_torchvision("resnet18", pretrained=False, num_classes=10)
@@ -53,30 +52,22 @@ def build_torchvision(
     valid = torchvision_names()
     if name not in valid:
         raise UnknownModelError(_unknown("torchvision", "tv", name, valid))
-    if not pretrained:
-        if tag is not None:
-            raise UnknownModelError(f"tv:{name}.{tag}: a weights tag needs pretrained weights")
+    weights = _tv_weights(name, tag) if pretrained or tag else None
+    if weights is None:
         return models.get_model(name, weights=None, num_classes=num_classes or 1000).eval(), None
-
-    enum = models.get_model_weights(name)
-    if tag is None:
-        weights = enum.DEFAULT
-    elif tag in enum.__members__:
-        weights = enum[tag]
-    else:
-        raise UnknownModelError(f"unknown weights tv:{name}.{tag}; valid tags: {', '.join(enum.__members__)}")
     n_classes = len(weights.meta["categories"])
-    if num_classes is not None and num_classes != n_classes:
+    if pretrained and num_classes is not None and num_classes != n_classes:
         raise CheckpointError(
             f"pretrained tv:{name} has {n_classes} classes, not {num_classes}; "
             "drop num_classes or pass --checkpoint PATH"
         )
-    model = models.get_model(name, weights=None, num_classes=n_classes)
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # network, DNS, proxy, truncated file, hash: all mean "no weights here"
-        raise OfflineError(_offline(f"tv:{name}", exc)) from None
-    model.load_state_dict(state)
+    model = models.get_model(name, weights=None, num_classes=num_classes or n_classes)
+    if pretrained:
+        try:
+            state = weights.get_state_dict(progress=False, check_hash=True)
+        except Exception as exc:  # network, DNS, proxy, truncated file, hash: all mean "no weights here"
+            raise OfflineError(_offline(f"tv:{name}", exc)) from None
+        model.load_state_dict(state)
     t = weights.transforms()
     prep = Preprocessing(
         mean=tuple(float(v) for v in t.mean),
@@ -85,6 +76,18 @@ def build_torchvision(
         source="torchvision",
     )
     return model.eval(), prep
+
+
+def _tv_weights(name: str, tag: str | None) -> Any:
+    """The weights enum member ``tag`` of model ``name``, or its default."""
+    from torchvision import models
+
+    enum = models.get_model_weights(name)
+    if tag is None:
+        return enum.DEFAULT
+    if tag not in enum.__members__:
+        raise UnknownModelError(f"unknown weights tv:{name}.{tag}; valid tags: {', '.join(enum.__members__)}")
+    return enum[tag]
 
 
 def build_timm(
@@ -117,9 +120,7 @@ def build_timm(
         full = f"{name}.{model.pretrained_cfg.get('tag')}"
         if not timm.list_pretrained(full):
             with_weights = [t.partition(".")[2] for t in timm.list_pretrained(f"{name}.*")]
-            hint = (
-                f"tags with weights: {', '.join(with_weights)}" if with_weights else "pass --checkpoint PATH"
-            )
+            hint = f"tags with weights: {', '.join(with_weights)}" if with_weights else "pass --checkpoint PATH"
             raise UnknownModelError(f"timm:{full} has no pretrained weights; {hint}")
         try:
             timm.models.load_pretrained(model, num_classes=model.num_classes, in_chans=model.in_chans)
@@ -140,8 +141,7 @@ def _offline(spec: str, exc: BaseException) -> str:
     text = " ".join(str(exc).split()).split(". ")[0]
     cause = (text[:157] + "...") if len(text) > 160 else (text or type(exc).__name__)
     return (
-        f"cannot download pretrained weights for {spec} (offline?): {cause}; "
-        "pass --checkpoint PATH with a local copy"
+        f"cannot download pretrained weights for {spec} (offline?): {cause}; pass --checkpoint PATH with a local copy"
     )
 
 

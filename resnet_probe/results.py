@@ -68,7 +68,7 @@ class RunRecord:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunRecord":
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         """Read a results.json document back."""
         names = {f.name for f in dataclasses.fields(cls)}
         missing = {"analysis", "model", "result"} - set(d)

@@ -92,9 +92,7 @@ def test_torchvision_pretrained_preprocessing(monkeypatch: pytest.MonkeyPatch) -
     model, prep = hub_models.build_torchvision("resnet18", pretrained=True)
     assert prep is not None
     assert prep.source == "torchvision" and prep.input_size == 224
-    assert prep.mean == pytest.approx((0.485, 0.456, 0.406)) and prep.std == pytest.approx(
-        (0.229, 0.224, 0.225)
-    )
+    assert prep.mean == pytest.approx((0.485, 0.456, 0.406)) and prep.std == pytest.approx((0.229, 0.224, 0.225))
     assert torch.equal(model.conv1.weight, state["conv1.weight"]) and not model.training
 
 
@@ -159,8 +157,11 @@ def test_timm_pretrained_loads_through_timm(monkeypatch: pytest.MonkeyPatch) -> 
     import timm.models
 
     calls: list[str] = []
-    monkeypatch.setattr(
-        timm.models, "load_pretrained", lambda model, **kw: calls.append(model.pretrained_cfg["tag"])
-    )
+    monkeypatch.setattr(timm.models, "load_pretrained", lambda model, **kw: calls.append(model.pretrained_cfg["tag"]))
     model, prep = hub_models.build_timm("resnet50", "a3_in1k", pretrained=True)
     assert calls == ["a3_in1k"] and prep.input_size == 160 and not model.training
+
+
+def test_torchvision_tag_without_download_gives_its_preprocessing(offline: None) -> None:
+    model, prep = hub_models.build_torchvision("resnet50", pretrained=False, tag="IMAGENET1K_V1")
+    assert prep is not None and prep.input_size == 224 and model.fc.out_features == 1000

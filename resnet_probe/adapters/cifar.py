@@ -31,7 +31,7 @@ def build(model: nn.Module) -> Topology:
         return _build_preact(model)
     if isinstance(model, CifarResNet):
         return _build_post(model)
-    raise TypeError(f"not a CIFAR zoo network: {type(model).__name__}")
+    raise AdapterError(f"not a CIFAR zoo network: {type(model).__name__}")
 
 
 def _blocks(model: nn.Module) -> list[tuple[str, int, nn.Module]]:

@@ -25,8 +25,7 @@ POST_NOTE = "Post-activation units (He et al. 2015): y = relu(shortcut(x) + resi
 PROJECTION_NOTE = "Projection shortcuts (1x1 conv + BN) at downsampling units, identity elsewhere (option B)."
 BASIC_NOTE = "Basic units: two 3x3 convs per unit; the responses are the outputs of bn1 and bn2."
 BOTTLENECK_NOTE = (
-    "Bottleneck units: one 3x3 conv per unit (conv2, which carries the stride); "
-    "the responses are its BN (bn2) outputs."
+    "Bottleneck units: one 3x3 conv per unit (conv2, which carries the stride); the responses are its BN (bn2) outputs."
 )
 
 

@@ -34,7 +34,7 @@ class Baseline:
     loss: float
 
     @classmethod
-    def of(cls, score: Score) -> "Baseline":
+    def of(cls, score: Score) -> Baseline:
         """From an evaluation score."""
         return cls(score.accuracy, score.correct, score.n, score.loss)
 
@@ -85,7 +85,7 @@ class LesionStudy:
     spec: str = ""
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LesionStudy":
+    def from_dict(cls, d: dict[str, Any]) -> LesionStudy:
         """Rebuild the nested dataclasses from their dicts."""
         return cls(
             baseline=Baseline(**d["baseline"]),
@@ -114,7 +114,7 @@ class LesionResult(Result):
     compare: tuple[LesionStudy, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LesionResult":
+    def from_dict(cls, d: dict[str, Any]) -> LesionResult:
         """Inverse of :meth:`to_dict`."""
         own = LesionStudy.from_dict(d)
         return cls(
@@ -282,7 +282,7 @@ def lesion_study(
     base, own, rand = scores[0], scores[1 : 1 + len(sets)], scores[1 + len(sets) :]
     configs = tuple(
         LesionConfig(s, tuple(topology.units[i].name for i in s), sc.accuracy, sc.correct, sc.loss)
-        for s, sc in zip(sets, own)
+        for s, sc in zip(sets, own, strict=True)
     )
     summary = []
     if drawn:

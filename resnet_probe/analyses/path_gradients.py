@@ -167,7 +167,7 @@ class PathGradientsResult(Result):
     n_units: int
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PathGradientsResult":
+    def from_dict(cls, d: dict[str, Any]) -> PathGradientsResult:
         """Inverse of :meth:`to_dict`."""
         return cls(
             lengths=tuple(LengthGradient(**{**row, "paths": int(row["paths"])}) for row in d["lengths"]),

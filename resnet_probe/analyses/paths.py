@@ -168,7 +168,7 @@ class PathsResult(Result):
     window_95: tuple[int, int]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PathsResult":
+    def from_dict(cls, d: dict[str, Any]) -> PathsResult:
         """Inverse of :meth:`to_dict` (lists back to tuples, counts back to ints)."""
         return cls(
             n_units=int(d["n_units"]),

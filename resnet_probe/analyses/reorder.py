@@ -49,7 +49,7 @@ class ReorderResult(Result):
     swappable: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ReorderResult":
+    def from_dict(cls, d: dict[str, Any]) -> ReorderResult:
         """Inverse of :meth:`to_dict`."""
         return cls(
             baseline=Baseline(**d["baseline"]),
@@ -139,7 +139,7 @@ class ReorderAnalysis(Analysis):
             )
         configs = tuple(
             ReorderConfig(k, order, order_tau(order), sc.accuracy, sc.correct, sc.loss)
-            for (k, order), sc in zip(drawn, scores[1:])
+            for (k, order), sc in zip(drawn, scores[1:], strict=True)
         )
         return ReorderResult(
             Baseline.of(scores[0]), configs, unit_infos(topology), tuple(swap_groups(topology))

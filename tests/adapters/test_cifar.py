@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from resnet_probe.adapters import build_topology
 from resnet_probe.adapters import cifar as adapter
 from resnet_probe.registry import get_entry, list_models
 from resnet_probe.topology import Topology, identity, relu
+from tests.zoo.test_cifar import cifar_fixture_batch, load_akamaster_resnet20
 
 
 def randomized(name: str, seed: int = 0) -> Any:
@@ -205,3 +207,14 @@ def test_build_leaves_model_untouched() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_topology_matches_real_checkpoint(fixtures_dir: Path) -> None:
+    model = load_akamaster_resnet20(fixtures_dir)
+    x, labels = cifar_fixture_batch(fixtures_dir)
+    t = adapter.build(model)
+    with torch.no_grad():
+        expected = model(x)
+        got = t.forward(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert int((got.argmax(1) == labels).sum()) == 776

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +176,31 @@ def test_forward_shape_and_backward(name: str) -> None:
 def test_unknown_option_raises() -> None:
     with pytest.raises(ValueError, match="shortcut option"):
         CifarResNet(1, option="D")
+
+
+def load_akamaster_resnet20(fixtures_dir: Path) -> CifarResNet:
+    """The real akamaster ResNet-20 checkpoint, DataParallel prefix stripped, loaded strictly."""
+    checkpoint = torch.load(fixtures_dir / "resnet20-12fca82f.th", map_location="cpu", weights_only=True)
+    state = {k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()}
+    model = cifar.resnet20()
+    assert isinstance(model, CifarResNet)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model
+
+
+def cifar_fixture_batch(fixtures_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 846 real CIFAR-10 test images, ImageNet-normalised as the checkpoint expects."""
+    data = np.load(fixtures_dir / "cifar10_test_first846.npz")
+    x = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x - mean) / std, torch.from_numpy(data["labels"])
+
+
+def test_real_akamaster_checkpoint_loads_strictly_and_classifies(fixtures_dir: Path) -> None:
+    model = load_akamaster_resnet20(fixtures_dir)
+    x, labels = cifar_fixture_batch(fixtures_dir)
+    with torch.no_grad():
+        correct = int((model(x).argmax(1) == labels).sum())
+    assert correct == 776  # 91.73 % on these 846 images, as measured independently

@@ -1,0 +1,90 @@
+"""`resnet-probe lesion`: delete residual units and measure accuracy (Veit et al. Fig. 3, 5a)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from resnet_probe.analyses.lesion import DEFAULT_SAMPLES, LesionAnalysis, LesionResult
+
+from . import options as o
+from .console import out
+from .pipeline import print_reading, run_analysis
+
+SHOWN = 10  # the costliest single deletions printed; the report has them all
+
+Delete = Annotated[
+    Optional[str],
+    typer.Option(
+        "--delete", help="Delete these units together: indices or names, e.g. 3,7,layer2.0 (default: each alone)."
+    ),
+]
+RandomK = Annotated[
+    Optional[str], typer.Option("--random-k", help="Also delete random sets of k units for k in A:B (Veit Fig. 5a).")
+]
+Samples = Annotated[int, typer.Option("--samples", help="Random sets per k.")]
+Compare = Annotated[
+    Optional[list[str]],
+    typer.Option("--compare", help="Run the same study on SPEC[=CHECKPOINT] and overlay it (repeatable)."),
+]
+
+
+def lesion(
+    model: o.Model,
+    delete: Delete = None,
+    random_k: RandomK = None,
+    samples: Samples = DEFAULT_SAMPLES,
+    compare: Compare = None,
+    checkpoint: o.Checkpoint = None,
+    dataset: o.Dataset = None,
+    data: o.Data = None,
+    limit: o.Limit = None,
+    batch_size: o.BatchSize = 256,
+    device: o.Device = "auto",
+    seed: o.Seed = 0,
+    out_dir: o.Out = None,
+    force: o.Force = False,
+    title: o.Title = None,
+    random_init: o.RandomInit = False,
+    pretrained: o.Pretrained = False,
+    download: o.Download = False,
+    precision: o.Precision = "fp32",
+    split: o.Split = "test",
+) -> None:
+    """Accuracy after deleting residual units: each alone, a given set, or random k-sets.
+
+    Example: resnet-probe lesion --model resnet110 --dataset cifar10 --random-k 1:20 --samples 20
+    """
+    common = o.Common(
+        model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
+        random_init, pretrained, download, precision, split,
+    )
+    options = {"delete": delete, "random_k": random_k, "samples": samples}
+    _, record, result = run_analysis(LesionAnalysis(), common, options, compare=compare or ())
+    assert isinstance(result, LesionResult)
+    out.print(summary_table(result, str(record.model.get("spec", model))))
+    print_reading(record, result)
+
+
+def summary_table(result: LesionResult, spec: str) -> Table:
+    """Baseline, the costliest deletions (or the deleted set) and the random-k means."""
+    base = result.baseline.accuracy
+    table = Table("deleted", "units", "accuracy", "cost (points)", title=f"lesion {spec}")
+    table.add_row("none", "", f"{100 * base:.2f} %", "")
+    configs = sorted(result.configs, key=lambda c: c.accuracy)[:SHOWN]
+    for c in configs:
+        names = ", ".join(
+            n + (" (downsampling)" if result.units[i].downsampling else "")
+            for i, n in zip(c.deleted, c.names, strict=True)
+        )
+        table.add_row(", ".join(map(str, c.deleted)), names, f"{100 * c.accuracy:.2f} %",
+                      f"{100 * (base - c.accuracy):+.2f}")
+    if len(result.configs) > SHOWN:
+        table.add_row("…", f"{len(result.configs) - SHOWN} cheaper deletions in report.html", "", "")
+    for r in result.random_k:
+        table.add_row(f"k={r.k}", f"{r.samples} random sets (mean ± std)",
+                      f"{100 * r.mean_accuracy:.2f} ± {100 * r.std_accuracy:.2f} %",
+                      f"{100 * (base - r.mean_accuracy):+.2f}")
+    return table

@@ -1,0 +1,271 @@
+"""Report content for lesion studies (Veit et al. 2016, Fig. 3 and 5a)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Sequence
+
+import seaborn as sns
+from matplotlib.axes import Axes
+
+from resnet_probe.analyses.lesion import LesionResult, LesionStudy, UnitInfo
+from resnet_probe.results import RunRecord
+
+from ..content import Figure, Table, register
+
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def _studies(result: LesionResult, record: RunRecord) -> list[tuple[str, LesionStudy]]:
+    """(label, study) of the main model and every compared one."""
+    main = str(record.model.get("spec", "model"))
+    return [(main, result.study)] + [(c.spec or f"compare {i + 1}", c) for i, c in enumerate(result.compare)]
+
+
+def _labelled(result: LesionResult, record: RunRecord) -> list[tuple[str, LesionStudy]]:
+    """Studies with their model names, numbered where two share one (other checkpoints)."""
+    studies = _studies(result, record)
+    names = [n for n, _ in studies]
+    out = []
+    for i, (name, study) in enumerate(studies):
+        out.append((name if names.count(name) == 1 else f"{name} #{names[: i + 1].count(name)}", study))
+    return out
+
+
+def position_in_stage(unit: UnitInfo, units: Sequence[UnitInfo]) -> str:
+    """``the first unit of stage 2`` or ``unit 12 of stage 3``."""
+    members = [u.index for u in units if u.stage == unit.stage]
+    pos = members.index(unit.index)
+    if pos < len(ORDINALS):
+        return f"the {ORDINALS[pos]} unit of stage {unit.stage}"
+    return f"unit {pos + 1} of stage {unit.stage}"
+
+
+def describe_unit(unit: UnitInfo, units: Sequence[UnitInfo]) -> str:
+    """``unit 3 (layer2.0, the first unit of stage 2: downsampling, zero-pad shortcut)``."""
+    kind = "no shortcut" if unit.shortcut == "none" else f"{unit.shortcut} shortcut"
+    what = f"downsampling, {kind}" if unit.downsampling else kind
+    return f"unit {unit.index} ({unit.name}, {position_in_stage(unit, units)}: {what})"
+
+
+def zero_pad_clause(unit: UnitInfo) -> str:
+    """Why deleting an option-A downsampling unit hurts: its output is partly zero."""
+    zero = unit.out_channels - unit.in_channels
+    share = "half" if 2 * zero == unit.out_channels else f"{zero} of {unit.out_channels}"
+    return (
+        f"its zero-pad shortcut carries only {unit.in_channels} of its {unit.out_channels} channels, "
+        f"so deleting it leaves {share} of its output channels zero"
+    )
+
+
+def _single(study: LesionStudy) -> list[tuple[int, float]]:
+    """(unit index, accuracy) of every single-unit configuration."""
+    return [(c.deleted[0], c.accuracy) for c in study.configs if len(c.deleted) == 1]
+
+
+def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
+    studies = _labelled(result, record)
+    palette = sns.color_palette("deep", len(studies))
+    units = result.units
+    for s, first in enumerate(stage[0] for stage in _stages(units)):
+        if s:
+            ax.axvline(first - 0.5, color="grey", linestyle=":", linewidth=1)
+    for i in result.skipped:
+        ax.axvspan(i - 0.4, i + 0.4, color="grey", alpha=0.2,
+                   label="cannot be deleted (skipped)" if i == result.skipped[0] else None)
+    for n, ((label, study), color) in enumerate(zip(studies, palette, strict=True)):
+        points = _single(study)
+        x = [i for i, _ in points]
+        y = [100 * (1 - a) for _, a in points]
+        sns.lineplot(x=x, y=y, ax=ax, marker="o", color=color, label=f"{label}: one unit deleted")
+        ax.axhline(100 * (1 - study.baseline.accuracy), color=color, linestyle="--", linewidth=1,
+                   label=f"{label}: no deletion")
+        down = [(i, 100 * (1 - a)) for i, a in points if study.units[i].downsampling]
+        if down:
+            ax.scatter([d[0] for d in down], [d[1] for d in down], marker="^", s=90, color=color,
+                       edgecolor="black", zorder=5, label=f"{label}: downsampling unit")
+            if n == 0:  # names of the main model only: overlays would collide
+                for i, e in down:
+                    ax.annotate(study.units[i].name, (i, e), textcoords="offset points", xytext=(6, 4),
+                                fontsize="small")
+    ax.set_xlabel("deleted unit (index; dotted lines: stage boundaries)")
+    ax.set_ylabel("test error (%)")
+    if len(units) <= 30:
+        ax.set_xticks([u.index for u in units])
+    ax.legend(fontsize="small")
+
+
+def _draw_set(ax: Axes, result: LesionResult, record: RunRecord) -> None:
+    models: list[str] = []
+    errors: list[float] = []
+    kinds: list[str] = []
+    for label, study in _labelled(result, record):
+        models += [label, label]
+        errors += [100 * (1 - study.baseline.accuracy), 100 * (1 - study.configs[0].accuracy)]
+        kinds += ["no deletion", "set deleted"]
+    sns.barplot(x=models, y=errors, hue=kinds, ax=ax)
+    ax.set_ylabel("test error (%)")
+    ax.set_xlabel("")
+
+
+def _draw_random(ax: Axes, result: LesionResult, record: RunRecord) -> None:
+    studies = [(label, s) for label, s in _labelled(result, record) if s.random_k]
+    for (label, study), color in zip(studies, sns.color_palette("deep", len(studies)), strict=True):
+        k = [r.k for r in study.random_k]
+        mean = [100 * (1 - r.mean_accuracy) for r in study.random_k]
+        std = [100 * r.std_accuracy for r in study.random_k]
+        sns.lineplot(x=k, y=mean, ax=ax, marker="o", color=color, label=f"{label}: mean of random sets")
+        low = [m - s for m, s in zip(mean, std, strict=True)]
+        high = [m + s for m, s in zip(mean, std, strict=True)]
+        ax.fill_between(k, low, high, color=color, alpha=0.2)
+        ax.axhline(100 * (1 - study.baseline.accuracy), color=color, linestyle="--", linewidth=1,
+                   label=f"{label}: no deletion")
+    ax.set_xlabel("number of deleted units k")
+    ax.set_ylabel("test error (%)")
+    ax.legend(fontsize="small")
+
+
+def _stages(units: Sequence[UnitInfo]) -> list[list[int]]:
+    stages: dict[int, list[int]] = {}
+    for u in units:
+        stages.setdefault(u.stage, []).append(u.index)
+    return [stages[k] for k in sorted(stages)]
+
+
+@register(LesionResult)
+def lesion_figures(result: LesionResult, record: RunRecord) -> list[Figure]:
+    """Error per deleted unit (Fig. 3) or for the deleted set, and error per random k (Fig. 5a)."""
+    figs = []
+    others = " Other colours: the compared models." if result.compare else ""
+    if result.sweep:
+        figs.append(Figure(
+            "Test error after deleting one residual unit at a time (Veit et al. 2016, Fig. 3): dashed, "
+            "the unchanged model; triangles, downsampling units; dotted, stage boundaries." + others,
+            lambda axes: _draw_sweep(axes[0], result, record),
+            width=8.0,
+        ))
+    else:
+        figs.append(Figure(
+            f"Test error with units {', '.join(result.configs[0].names)} deleted together, "
+            "against the unchanged model." + others,
+            lambda axes: _draw_set(axes[0], result, record),
+        ))
+    if result.random_k:
+        samples = result.random_k[0].samples
+        figs.append(Figure(
+            f"Test error after deleting k random units, {samples} random sets per k: mean ± one "
+            "standard deviation (Veit et al. 2016, Fig. 5a); dashed, the unchanged model." + others,
+            lambda axes: _draw_random(axes[0], result, record),
+        ))
+    return figs
+
+
+@register(LesionResult)
+def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
+    """Baselines, every deleted configuration, and the random-k statistics."""
+    studies = _labelled(result, record)
+    tables = [Table(
+        "Unchanged models",
+        ["model", "accuracy", "correct", "images", "loss"],
+        [[label, _pct(s.baseline.accuracy), s.baseline.correct, s.baseline.n, f"{s.baseline.loss:.4f}"]
+         for label, s in studies],
+    )]
+    for label, s in studies:
+        base = s.baseline.accuracy
+        rows = []
+        for c in s.configs:
+            units = [s.units[i] for i in c.deleted]
+            rows.append([
+                ", ".join(map(str, c.deleted)), ", ".join(c.names),
+                ", ".join(sorted({str(u.stage) for u in units})),
+                "yes" if any(u.downsampling for u in units) else "",
+                ", ".join(sorted({u.shortcut for u in units})),
+                _pct(c.accuracy), c.correct, f"{100 * (base - c.accuracy):+.2f}", f"{c.loss:.4f}",
+            ])
+        title = "Single-unit deletions" if result.sweep else "Deleted set"
+        tables.append(Table(
+            f"{title}: {label}",
+            ["deleted", "names", "stage", "downsampling", "shortcut", "accuracy", "correct",
+             "cost (points)", "loss"],
+            rows,
+        ))
+        if s.random_k:
+            tables.append(Table(
+                f"Random deletions: {label}",
+                ["k", "sets", "mean accuracy", "std accuracy", "mean cost (points)"],
+                [[r.k, r.samples, _pct(r.mean_accuracy), f"{100 * r.std_accuracy:.2f}",
+                  f"{100 * (base - r.mean_accuracy):+.2f}"] for r in s.random_k],
+            ))
+    return tables
+
+
+def _names(units: Sequence[UnitInfo]) -> str:
+    return ", ".join(f"{u.index} ({u.name})" for u in units)
+
+
+def _study_reading(label: str, study: LesionStudy, sweep: bool) -> list[str]:
+    base = study.baseline.accuracy
+    units = study.units
+    out: list[str] = []
+    if sweep:
+        costs = {c.deleted[0]: 100 * (base - c.accuracy) for c in study.configs}
+        median = statistics.median(costs.values())
+        down = [u for u in units if u.downsampling]
+        for u in down:
+            if u.index not in costs:
+                continue
+            text = f"Deleting {describe_unit(u, units)} costs {costs[u.index]:.1f} points"
+            if u.shortcut == "zero-pad":
+                text += f": {zero_pad_clause(u)}"
+            out.append(text + ".")
+        plain = [i for i in costs if not units[i].downsampling]
+        worst = max(plain, key=costs.__getitem__) if plain else None
+        tail = (
+            f"; the worst deletion of a unit that keeps the shape is {describe_unit(units[worst], units)} "
+            f"at {costs[worst]:.1f} points" if worst is not None else ""
+        )
+        out.append(
+            f"{label}: the median single deletion costs {median:.1f} points of accuracy "
+            f"(unchanged: {_pct(base)}){tail}."
+        )
+        if down:
+            out.append(f"Downsampling units of {label}: {_names(down)}.")
+        if study.skipped:
+            skipped = [units[i] for i in study.skipped]
+            out.append(
+                f"Units {_names(skipped)} change shape and have no shortcut: deleting them is not "
+                "defined, so the sweep skips them."
+            )
+    else:
+        c = study.configs[0]
+        deleted = [units[i] for i in c.deleted]
+        out.append(
+            f"{label}: deleting {', '.join(describe_unit(u, units) for u in deleted)} "
+            f"{'together ' if len(deleted) > 1 else ''}costs {100 * (base - c.accuracy):.1f} points "
+            f"({_pct(base)} → {_pct(c.accuracy)})."
+        )
+        for u in deleted:
+            if u.downsampling and u.shortcut == "zero-pad":
+                out.append(f"Unit {u.index} ({u.name}): {zero_pad_clause(u)}.")
+    if study.random_k:
+        lo, hi = study.random_k[0], study.random_k[-1]
+        out.append(
+            f"{label}: deleting k random units ({lo.samples} sets per k) leaves a mean accuracy of "
+            f"{_pct(lo.mean_accuracy)} ± {100 * lo.std_accuracy:.1f} at k = {lo.k}"
+            + (f" and {_pct(hi.mean_accuracy)} ± {100 * hi.std_accuracy:.1f} at k = {hi.k}."
+               if hi.k != lo.k else ".")
+        )
+    return out
+
+
+@register(LesionResult)
+def lesion_reading(result: LesionResult, record: RunRecord) -> list[str]:
+    """The cost of deleting each downsampling unit, the median deletion, the random-k trend."""
+    out = []
+    for label, study in _labelled(result, record):
+        out += _study_reading(label, study, result.sweep)
+    return out

@@ -1,0 +1,207 @@
+"""Layer-response std (He et al. 2015, Fig. 7): one streaming float64 pass per model.
+
+The response of a layer is each 3x3 conv's output after its BN, before the ReLU or the
+addition (``Unit.responses``). Its std is taken over every element the evaluation set
+produces there (images x channels x positions) and per channel. Activations are never
+stored: each batch is reduced to per-channel (count, mean, M2) and merged into running
+totals with Chan et al.'s parallel update, so memory stays O(channels) per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
+
+import torch
+from torch import Tensor
+
+from ..data import DataSource
+from ..errors import ProbeError
+from ..executor import Executor
+from ..loaded import LoadedModel, Preprocessing
+from ..results import Result
+from .base import Advance, Analysis, RunContext
+
+
+class Moments:
+    """Running per-channel count, mean and M2 of one layer's responses, in float64."""
+
+    def __init__(self, channels: int, device: torch.device) -> None:
+        self.count = 0  # elements per channel; the same for every channel
+        self.mean = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.m2 = torch.zeros(channels, dtype=torch.float64, device=device)
+
+    def update(self, x: Tensor) -> None:
+        """Fold in one batch of responses shaped (batch, channels, *spatial)."""
+        if x.dim() < 2 or x.shape[1] != self.mean.numel():
+            raise ValueError(f"expected (batch, {self.mean.numel()}, ...) responses, got {tuple(x.shape)}")
+        x = x.detach().to(torch.float64).transpose(0, 1).reshape(x.shape[1], -1)
+        n_b = x.shape[1]
+        if n_b == 0:
+            return
+        mean_b = x.mean(dim=1)
+        m2_b = (x - mean_b[:, None]).square_().sum(dim=1)
+        self.merge(n_b, mean_b, m2_b)
+
+    def merge(self, n_b: int, mean_b: Tensor, m2_b: Tensor) -> None:
+        """Chan et al.: combine (count, mean, M2) of two disjoint parts exactly."""
+        n_a = self.count
+        n = n_a + n_b
+        delta = mean_b - self.mean
+        self.mean += delta * (n_b / n)
+        self.m2 += m2_b + delta.square() * (n_a * n_b / n)
+        self.count = n
+
+    def channel_std(self) -> list[float]:
+        """Population std of every channel."""
+        return (self.m2 / self.count).sqrt().tolist() if self.count else []
+
+    def std(self) -> float:
+        """Population std over all elements: the channels merged as equal-sized parts."""
+        if not self.count:
+            return float("nan")
+        channels = self.mean.numel()
+        grand = self.mean.mean()
+        m2 = self.m2.sum() + self.count * (self.mean - grand).square().sum()
+        return float((m2 / (self.count * channels)).sqrt())
+
+
+@dataclass(frozen=True)
+class LayerStd:
+    """The response std of one layer: overall and per channel."""
+
+    unit: str
+    name: str
+    std: float
+    channel_std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ModelStd:
+    """Every response layer of one model, in network order."""
+
+    spec: str
+    family: str
+    depth: int | None
+    residual: bool
+    checkpoint: str | None
+    layers: tuple[LayerStd, ...]
+
+    @property
+    def stds(self) -> list[float]:
+        """The overall std of each layer, in network order."""
+        return [layer.std for layer in self.layers]
+
+
+@dataclass(frozen=True)
+class ResponseStdResult(Result):
+    """Response stds of one or more models over the same images."""
+
+    analysis: ClassVar[str] = "response-std"
+    models: tuple[ModelStd, ...]
+    n_images: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ResponseStdResult":
+        """Inverse of :meth:`to_dict`."""
+        models = tuple(
+            ModelStd(
+                spec=m["spec"],
+                family=m.get("family", ""),
+                depth=m.get("depth"),
+                residual=bool(m.get("residual", True)),
+                checkpoint=m.get("checkpoint"),
+                layers=tuple(
+                    LayerStd(row["unit"], row["name"], float(row["std"]), tuple(row["channel_std"]))
+                    for row in m["layers"]
+                ),
+            )
+            for m in d["models"]
+        )
+        return cls(models=models, n_images=int(d.get("n_images", 0)))
+
+
+def response_std(
+    executor: Executor,
+    data: DataSource,
+    *,
+    batch_size: int = 256,
+    preprocessing: Preprocessing | None = None,
+    progress: Advance | None = None,
+) -> tuple[list[tuple[str, str, Moments]], int]:
+    """Stream ``data`` through the model once; per response layer (unit, name, moments), and images.
+
+    Example:
+        >>> lm = load_model("zoo:resnet20", weights="random")
+        >>> layers, n = response_std(Executor(lm.topology), load_data(limit=64))
+        >>> unit, name, moments = layers[0]  # "layer1.0", "layer1.0.bn1", moments.std()
+    """
+    owners = [(unit.name, name) for unit in executor.topology.units for name, _ in unit.responses]
+    if not owners:
+        raise ProbeError(f"{executor.topology.family} exposes no response layers; response-std needs them")
+    moments: dict[str, Moments] = {}
+
+    def sink(name: str, output: Tensor) -> None:
+        if name not in moments:
+            moments[name] = Moments(output.shape[1], output.device)
+        moments[name].update(output)
+
+    n = 0
+    for x, _ in data.batches(batch_size, preprocessing=preprocessing, device=executor.device):
+        executor.capture(x, sink)
+        n += int(x.shape[0])
+        if progress is not None:
+            progress(int(x.shape[0]))
+    return [(unit, name, moments[name]) for unit, name in owners], n
+
+
+def measure(
+    loaded: LoadedModel,
+    executor: Executor,
+    data: DataSource,
+    *,
+    batch_size: int = 256,
+    progress: Advance | None = None,
+) -> ModelStd:
+    """The response stds of one loaded model as a tensor-free :class:`ModelStd`."""
+    layers, _ = response_std(
+        executor, data, batch_size=batch_size, preprocessing=loaded.preprocessing, progress=progress
+    )
+    return ModelStd(
+        spec=str(loaded.spec),
+        family=loaded.topology.family,
+        depth=_depth(loaded),
+        residual=any(u.shortcut_kind != "none" for u in loaded.topology.units),
+        checkpoint=loaded.checkpoint,
+        layers=tuple(LayerStd(u, name, m.std(), tuple(m.channel_std())) for u, name, m in layers),
+    )
+
+
+def _depth(loaded: LoadedModel) -> int | None:
+    depth = getattr(loaded.model, "depth", None)
+    return int(depth) if isinstance(depth, int) else None
+
+
+class ResponseStdAnalysis(Analysis):
+    """He et al. Fig. 7: std of every 3x3 conv's response, the main model and every compared one."""
+
+    name = "response-std"
+    description = "std of each 3x3 conv's response after BN (He et al. 2015 Fig. 7), several models"
+    result_type = ResponseStdResult
+    needs_labels = False
+
+    def run(self, ctx: RunContext, **options: Any) -> ResponseStdResult:
+        """Measure ``ctx.loaded`` and every ``ctx.compare`` model on the same data."""
+        if options:
+            raise TypeError(f"unexpected options: {', '.join(sorted(options))}")
+        data = ctx.require_data(self.name)
+        models: list[ModelStd] = []
+        for loaded, executor in _all(ctx):
+            with ctx.progress(f"response std {loaded.spec}", len(data)) as advance:
+                models.append(measure(loaded, executor, data, batch_size=ctx.batch_size, progress=advance))
+        return ResponseStdResult(models=tuple(models), n_images=len(data))
+
+
+def _all(ctx: RunContext) -> Iterable[tuple[LoadedModel, Executor]]:
+    yield ctx.loaded, ctx.executor
+    yield from ctx.compare

@@ -1,0 +1,152 @@
+"""Layer-response std: the streaming float64 pass against an independent torch.cat computation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_probe.analyses.base import RunContext
+from resnet_probe.analyses.response_std import (
+    Moments,
+    ResponseStdAnalysis,
+    ResponseStdResult,
+    response_std,
+)
+from resnet_probe.data import load_data
+from resnet_probe.executor import Executor
+from resnet_probe.load import load_model
+from resnet_probe.results import RunRecord
+
+
+@pytest.fixture(scope="module")
+def trained(fixtures_dir: Path):
+    """The akamaster ResNet-20 and the 846 CIFAR-10 test images."""
+    loaded = load_model("zoo:resnet20", checkpoint=fixtures_dir / "resnet20-12fca82f.th")
+    data = load_data("cifar10", fixtures_dir / "cifar10_test_first846.npz")
+    return loaded, data
+
+
+def _reference(loaded, data) -> dict[str, tuple[float, list[float]]]:
+    """Overall and per-channel population std by plain BN hooks, torch.cat and float64."""
+    bns = {f"{name}.bn{k}": getattr(block, f"bn{k}") for name, block in _blocks(loaded.model) for k in (1, 2)}
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in bns}
+    handles = [
+        bn.register_forward_hook(lambda _m, _i, out, name=name: outputs[name].append(out.detach().clone()))
+        for name, bn in bns.items()
+    ]
+    try:
+        loaded.model.eval()
+        with torch.no_grad():
+            for x, _ in data.batches(100, preprocessing=loaded.preprocessing):
+                loaded.model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    ref = {}
+    for name, chunks in outputs.items():
+        a = torch.cat(chunks).double()
+        per_channel = a.transpose(0, 1).reshape(a.shape[1], -1).std(dim=1, unbiased=False)
+        ref[name] = (float(a.std(unbiased=False)), per_channel.tolist())
+    return ref
+
+
+def _blocks(model: nn.Module):
+    return [(f"layer{s}.{i}", b) for s in (1, 2, 3) for i, b in enumerate(getattr(model, f"layer{s}"))]
+
+
+def test_streaming_std_equals_torch_cat_reference(trained) -> None:
+    loaded, data = trained
+    ref = _reference(loaded, data)
+    layers, n = response_std(Executor(loaded.topology), data, batch_size=128, preprocessing=loaded.preprocessing)
+    assert n == 846
+    assert [name for _, name, _ in layers] == list(ref)  # network order
+    assert len(layers) == 18
+    for unit, name, moments in layers:
+        assert name.startswith(unit + ".")
+        want_std, want_channels = ref[name]
+        assert moments.count == 846 * (32 * 32 if unit.startswith("layer1") else 16 * 16 if unit.startswith("layer2") else 8 * 8)
+        assert moments.std() == pytest.approx(want_std, rel=1e-6)
+        assert moments.channel_std() == pytest.approx(want_channels, rel=1e-6)
+    # Trained BN responses are O(1), not degenerate.
+    assert all(0.1 < m.std() < 10 for _, _, m in layers)
+
+
+def test_batch_size_does_not_change_the_numbers(trained) -> None:
+    loaded, data = trained
+    ex = Executor(loaded.topology)
+    runs = [
+        response_std(ex, data, batch_size=b, preprocessing=loaded.preprocessing)[0] for b in (846, 100, 37)
+    ]
+    first = [(m.std(), m.channel_std()) for _, _, m in runs[0]]
+    for other in runs[1:]:
+        for (s, ch), (_, _, m) in zip(first, other):
+            assert m.std() == pytest.approx(s, rel=1e-9)
+            assert m.channel_std() == pytest.approx(ch, rel=1e-9)
+
+
+def test_model_untouched_and_hooks_removed(trained) -> None:
+    loaded, data = trained
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    flags = [m.training for m in loaded.model.modules()]
+    ctx = RunContext(loaded=loaded, executor=Executor(loaded.topology), data=load_data("cifar10", data.path, limit=64))
+    ResponseStdAnalysis().run(ctx)
+    after = loaded.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [m.training for m in loaded.model.modules()] == flags
+    assert all(not m._forward_hooks for m in loaded.model.modules())
+
+
+def test_analysis_measures_main_and_compared_models(trained) -> None:
+    loaded, data = trained
+    torch.manual_seed(0)
+    plain = load_model("zoo:plain20", weights="random")
+    small = load_data("cifar10", data.path, limit=40)
+    ctx = RunContext(
+        loaded=loaded, executor=Executor(loaded.topology), data=small, batch_size=16,
+        compare=((plain, Executor(plain.topology)),),
+    )
+    result = ResponseStdAnalysis().run(ctx)
+    assert [m.spec for m in result.models] == ["zoo:resnet20", "zoo:plain20"]
+    assert [m.residual for m in result.models] == [True, False]
+    assert [m.depth for m in result.models] == [20, 20]
+    assert result.n_images == 40
+    assert all(len(m.layers) == 18 for m in result.models)
+    assert len(result.models[0].layers[-1].channel_std) == 64
+    # The JSON round trip keeps every number.
+    doc = result.to_dict()
+    assert set(doc["models"][0]["layers"][0]) >= {"unit", "name", "std", "channel_std"}
+    again = ResponseStdResult.from_dict(doc)
+    assert again == result
+
+
+def test_moments_merge_matches_numpy_population_std() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(50, 4, 3, 5, generator=gen, dtype=torch.float64) * 3 + 100  # offset tests cancellation
+    m = Moments(4, torch.device("cpu"))
+    for part in (x[:7], x[7:8], x[8:]):
+        m.update(part)
+    assert m.count == 50 * 15
+    assert m.std() == pytest.approx(float(x.std(unbiased=False)), rel=1e-12)
+    want = x.transpose(0, 1).reshape(4, -1).std(dim=1, unbiased=False).tolist()
+    assert m.channel_std() == pytest.approx(want, rel=1e-12)
+    assert math.isnan(Moments(2, torch.device("cpu")).std())
+
+
+def test_report_renders_two_panels_and_reading(trained, tmp_path: Path) -> None:
+    from resnet_probe.reports import render_report
+
+    loaded, data = trained
+    torch.manual_seed(0)
+    plain = load_model("zoo:plain20", weights="random")
+    small = load_data("cifar10", data.path, limit=32)
+    ctx = RunContext(loaded=loaded, executor=Executor(loaded.topology), data=small, compare=((plain, Executor(plain.topology)),))
+    result = ResponseStdAnalysis().run(ctx)
+    record = RunRecord("response-std", loaded.describe(), small.describe(), 0, "cpu", result.to_dict())
+    html = render_report(record, result)
+    assert html.count("<svg") >= 1
+    assert "zoo:plain20" in html and "zoo:resnet20" in html
+    assert "network order" in html and "sorted" in html
