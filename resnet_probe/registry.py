@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 from torch import nn
 
@@ -23,19 +23,20 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+B = TypeVar("B", bound=Callable[..., nn.Module])
 
 
 def register_model(
     family: str, description: str = "", default_dataset: str = "cifar10", name: str | None = None
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+) -> Callable[[B], B]:
     """Register a builder ``fn(num_classes=10) -> nn.Module`` under its function name."""
 
-    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def decorator(fn: B) -> B:
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"model {key!r} is already registered")
-        doc = description or (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else description
-        _REGISTRY[key] = ModelEntry(key, family, fn, doc or "", default_dataset)
+        doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+        _REGISTRY[key] = ModelEntry(key, family, fn, doc, default_dataset)
         return fn
 
     return decorator

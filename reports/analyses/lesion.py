@@ -207,9 +207,15 @@ def _names(units: Sequence[UnitInfo]) -> str:
     return ", ".join(f"{u.index} ({u.name})" for u in units)
 
 
-def _study_reading(label: str, study: LesionStudy, sweep: bool) -> list[str]:
+def cost(points: float) -> str:
+    """``costs 12.3 points`` or, for a deletion that helps, ``gains 1.6 points``."""
+    return f"gains {-points:.1f} points" if points < -0.05 else f"costs {abs(points):.1f} points"
+
+
+def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool) -> list[str]:
     base = study.baseline.accuracy
     units = study.units
+    lead = "Deleting" if main else f"In {label}, deleting"
     out: list[str] = []
     if sweep:
         costs = {c.deleted[0]: 100 * (base - c.accuracy) for c in study.configs}
@@ -218,18 +224,18 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool) -> list[str]:
         for u in down:
             if u.index not in costs:
                 continue
-            text = f"Deleting {describe_unit(u, units)} costs {costs[u.index]:.1f} points"
+            text = f"{lead} {describe_unit(u, units)} {cost(costs[u.index])}"
             if u.shortcut == "zero-pad":
                 text += f": {zero_pad_clause(u)}"
             out.append(text + ".")
-        plain = [i for i in costs if not units[i].downsampling]
-        worst = max(plain, key=costs.__getitem__) if plain else None
+        keep = [i for i in costs if not units[i].downsampling]
+        worst = max(keep, key=costs.__getitem__) if keep else None
         tail = (
-            f"; the worst deletion of a unit that keeps the shape is {describe_unit(units[worst], units)} "
-            f"at {costs[worst]:.1f} points" if worst is not None else ""
+            f"; the worst deletion of a unit that keeps the shape is {describe_unit(units[worst], units)}, "
+            f"which {cost(costs[worst])}" if worst is not None else ""
         )
         out.append(
-            f"{label}: the median single deletion costs {median:.1f} points of accuracy "
+            f"{label}: the median single deletion {cost(median)} of accuracy "
             f"(unchanged: {_pct(base)}){tail}."
         )
         if down:
@@ -237,26 +243,26 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool) -> list[str]:
         if study.skipped:
             skipped = [units[i] for i in study.skipped]
             out.append(
-                f"Units {_names(skipped)} change shape and have no shortcut: deleting them is not "
-                "defined, so the sweep skips them."
+                f"Units {_names(skipped)} of {label} change shape and have no shortcut: deleting them "
+                "is not defined, so the sweep skips them."
             )
     else:
         c = study.configs[0]
         deleted = [units[i] for i in c.deleted]
+        together = " together" if len(deleted) > 1 else ""
         out.append(
-            f"{label}: deleting {', '.join(describe_unit(u, units) for u in deleted)} "
-            f"{'together ' if len(deleted) > 1 else ''}costs {100 * (base - c.accuracy):.1f} points "
-            f"({_pct(base)} → {_pct(c.accuracy)})."
+            f"{lead} {', '.join(describe_unit(u, units) for u in deleted)}{together} "
+            f"{cost(100 * (base - c.accuracy))} ({_pct(base)} → {_pct(c.accuracy)})."
         )
         for u in deleted:
             if u.downsampling and u.shortcut == "zero-pad":
-                out.append(f"Unit {u.index} ({u.name}): {zero_pad_clause(u)}.")
+                out.append(f"Unit {u.index} ({u.name}) of {label}: {zero_pad_clause(u)}.")
     if study.random_k:
         lo, hi = study.random_k[0], study.random_k[-1]
         out.append(
             f"{label}: deleting k random units ({lo.samples} sets per k) leaves a mean accuracy of "
-            f"{_pct(lo.mean_accuracy)} ± {100 * lo.std_accuracy:.1f} at k = {lo.k}"
-            + (f" and {_pct(hi.mean_accuracy)} ± {100 * hi.std_accuracy:.1f} at k = {hi.k}."
+            f"{_pct(lo.mean_accuracy)} (std {100 * lo.std_accuracy:.1f} points) at k = {lo.k}"
+            + (f" and {_pct(hi.mean_accuracy)} (std {100 * hi.std_accuracy:.1f} points) at k = {hi.k}."
                if hi.k != lo.k else ".")
         )
     return out
@@ -266,6 +272,6 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool) -> list[str]:
 def lesion_reading(result: LesionResult, record: RunRecord) -> list[str]:
     """The cost of deleting each downsampling unit, the median deletion, the random-k trend."""
     out = []
-    for label, study in _labelled(result, record):
-        out += _study_reading(label, study, result.sweep)
+    for i, (label, study) in enumerate(_labelled(result, record)):
+        out += _study_reading(label, study, result.sweep, main=i == 0)
     return out

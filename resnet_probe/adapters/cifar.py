@@ -15,8 +15,7 @@ from ..topology import Fn, Topology, Unit, identity, relu
 from ..zoo.cifar import BasicBlock, CifarResNet, PadShortcut, PreActBlock, PreActCifarResNet
 
 OPTION_A_NOTE = (
-    "Option-A downsampling units have a zero-pad shortcut: "
-    "deleting one leaves half of its output channels zero."
+    "Option-A downsampling units have a zero-pad shortcut: deleting one leaves half of its output channels zero."
 )
 
 
@@ -36,9 +35,7 @@ def build(model: nn.Module) -> Topology:
 
 def _blocks(model: nn.Module) -> list[tuple[str, int, nn.Module]]:
     """``(name, stage, block)`` for every unit in network order, named as in the state dict."""
-    return [
-        (f"layer{s}.{i}", s, block) for s in (1, 2, 3) for i, block in enumerate(getattr(model, f"layer{s}"))
-    ]
+    return [(f"layer{s}.{i}", s, block) for s in (1, 2, 3) for i, block in enumerate(getattr(model, f"layer{s}"))]
 
 
 def _pooled_linear(linear: nn.Linear, x: Tensor) -> Tensor:
@@ -48,9 +45,7 @@ def _pooled_linear(linear: nn.Linear, x: Tensor) -> Tensor:
 
 def _build_post(model: CifarResNet) -> Topology:
     """Post-activation ResNet or plain net: ``relu(shortcut(x) + bn2(conv2(...)))``."""
-    units = tuple(
-        _post_unit(index, name, stage, block) for index, (name, stage, block) in enumerate(_blocks(model))
-    )
+    units = tuple(_post_unit(index, name, stage, block) for index, (name, stage, block) in enumerate(_blocks(model)))
 
     def stem(x: Tensor) -> Tensor:
         return relu(model.bn1(model.conv1(x)))
@@ -98,9 +93,7 @@ def _post_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
 
 def _build_preact(model: PreActCifarResNet) -> Topology:
     """Pre-activation ResNet: ``shortcut(x) + conv2(relu(bn2(conv1(relu(bn1(x))))))``."""
-    units = tuple(
-        _preact_unit(index, name, stage, block) for index, (name, stage, block) in enumerate(_blocks(model))
-    )
+    units = tuple(_preact_unit(index, name, stage, block) for index, (name, stage, block) in enumerate(_blocks(model)))
 
     def head(x: Tensor) -> Tensor:
         return _pooled_linear(model.linear, relu(model.bn(x)))

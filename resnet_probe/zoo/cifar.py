@@ -101,9 +101,7 @@ class PreActBlock(nn.Module):
         self.conv2 = _conv3x3(planes, planes)
         self.projects = stride != 1 or in_planes != planes
         self.shortcut: nn.Module = (
-            nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False)
-            if self.projects
-            else nn.Identity()
+            nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False) if self.projects else nn.Identity()
         )
 
     def forward(self, x: Tensor) -> Tensor:

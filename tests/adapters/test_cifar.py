@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,15 @@ from resnet_probe.adapters import cifar as adapter
 from resnet_probe.registry import get_entry, list_models
 from resnet_probe.topology import Topology, identity, relu
 from tests.zoo.test_cifar import cifar_fixture_batch, load_akamaster_resnet20
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    """One intra-op thread: these tiny convs thrash with more when the cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def randomized(name: str, seed: int = 0) -> Any:

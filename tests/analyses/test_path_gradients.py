@@ -252,6 +252,15 @@ def test_same_seed_same_result_and_model_untouched() -> None:
     assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
 
 
+def test_result_does_not_depend_on_the_batch_size() -> None:
+    model = randomized("preact_resnet20", seed=9)
+    data = tiny_source(10)
+    a = PathGradientsAnalysis().run(context(model, data, seed=5, batch_size=4), samples=2, k="0,3,9")
+    b = PathGradientsAnalysis().run(context(model, data, seed=5, batch_size=6), samples=2, k="0,3,9")
+    assert [r.mean_norm for r in a.lengths] == pytest.approx([r.mean_norm for r in b.lengths], rel=1e-5)
+    assert a.effective_range == b.effective_range
+
+
 def test_samples_take_images_in_order_cycling_through_the_data() -> None:
     model = randomized("resnet20", seed=8)
     executor = Executor(build_topology(model), "cpu")
@@ -308,16 +317,16 @@ def test_fixture_checkpoint_gradient_by_length(fixture_context: RunContext) -> N
     Veit et al. saw the gradient magnitude fall with path length in ResNet-110 (54 units).
     In this 9-unit net the last unit's residual branch amplifies the gradient about ninefold
     over its identity shortcut (see the next test), and long paths nearly always pass through
-    it, so long paths carry larger gradients here. Measured with seed 0, 128 samples per
-    length: mean of k in {1, 2} is about 0.013, of k in {7, 8, 9} about 0.07.
+    it, so long paths carry larger gradients here. Measured with seed 0, 96 samples per
+    length: mean of k in {1, 2} is 0.0085, of k in {7, 8, 9} 0.079 (seeds 1, 2: ratios 5.2, 4.9).
     """
-    result = PathGradientsAnalysis().run(fixture_context, samples=128, k="1,2,7,8,9")
+    result = PathGradientsAnalysis().run(fixture_context, samples=96, k="1,2,7,8,9")
     mean = {row.k: row.mean_norm for row in result.lengths}
     short = (mean[1] + mean[2]) / 2
     long = (mean[7] + mean[8] + mean[9]) / 3
     assert 0.003 < short < 0.04 and 0.02 < long < 0.2
     assert long > 2 * short
-    assert all(row.samples == 128 for row in result.lengths)
+    assert all(row.samples == 96 for row in result.lengths)
     lo, hi = result.effective_range
     assert {lo, hi} <= {1, 2, 7, 8, 9} and lo <= hi
     assert sum(row.share for row in result.lengths if lo <= row.k <= hi) >= 0.9 - 1e-12
@@ -335,11 +344,11 @@ def test_fixture_checkpoint_gradient_by_length(fixture_context: RunContext) -> N
 
 def test_fixture_checkpoint_last_unit_amplifies_the_gradient(fixture_context: RunContext) -> None:
     executor = fixture_context.executor
-    x, y = next(fixture_context.data.batches(64, preprocessing=fixture_context.preprocessing))
-    base = executor.routed_input_grad_norms(x, y, torch.zeros(64, 9))
+    x, y = next(fixture_context.data.batches(32, preprocessing=fixture_context.preprocessing))
+    base = executor.routed_input_grad_norms(x, y, torch.zeros(32, 9))
     gains = []
     for i in range(9):
-        routes = torch.zeros(64, 9)
+        routes = torch.zeros(32, 9)
         routes[:, i] = 1
         gains.append(float((executor.routed_input_grad_norms(x, y, routes) / base).median()))
     assert gains[8] > 5  # about 9.4

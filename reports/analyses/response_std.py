@@ -1,0 +1,121 @@
+"""Report content for the layer-response std (He et al. 2015, Fig. 7)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING
+
+from matplotlib.axes import Axes
+
+from resnet_probe.analyses.response_std import ModelStd, ResponseStdResult
+from resnet_probe.results import RunRecord
+
+from ..content import Figure, Table, register
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _label(model: ModelStd) -> str:
+    return model.spec.removeprefix("zoo:")
+
+
+def _frame(result: ResponseStdResult) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = []
+    for model in result.models:
+        ranked = sorted(model.stds, reverse=True)
+        for i, (std, sorted_std) in enumerate(zip(model.stds, ranked), start=1):
+            rows.append({"model": _label(model), "layer": i, "std": std, "sorted std": sorted_std})
+    return pd.DataFrame(rows)
+
+
+@register(ResponseStdResult)
+def response_std_figures(result: ResponseStdResult, record: RunRecord) -> list[Figure]:
+    """Two panels: std per layer in network order, and the same values sorted descending."""
+    import seaborn as sns
+
+    frame = _frame(result)
+    order = [_label(m) for m in result.models]
+    dashes = {_label(m): "" if m.residual else (4, 2) for m in result.models}
+
+    def draw(axes: list[Axes]) -> None:
+        for ax, y, title in ((axes[0], "std", "network order"), (axes[1], "sorted std", "sorted (descending)")):
+            sns.lineplot(
+                data=frame, x="layer", y=y, hue="model", hue_order=order, style="model",
+                style_order=order, dashes=dashes, ax=ax, linewidth=1.4,
+            )
+            ax.set_title(title)
+            ax.set_xlabel("layer index (3x3 conv, in units)")
+            ax.set_ylabel("std of response")
+        axes[1].get_legend().remove()
+
+    caption = (
+        "Std of each 3x3 conv's response after BN, before ReLU / addition (He et al. 2015, Fig. 7): "
+        "left in network order, right sorted descending. Solid: residual nets; dashed: plain nets."
+    )
+    return [Figure(caption, draw, panels=2, width=11.0, height=4.2)]
+
+
+@register(ResponseStdResult)
+def response_std_tables(result: ResponseStdResult, record: RunRecord) -> list[Table]:
+    """A summary per model, then every layer's std side by side."""
+    summary = Table(
+        f"Response std per model over {result.n_images} images",
+        ["model", "kind", "layers", "mean std", "median std", "max std", "min std"],
+        [
+            [
+                _label(m), "residual" if m.residual else "plain", len(m.layers),
+                round(statistics.fmean(m.stds), 4), round(statistics.median(m.stds), 4),
+                round(max(m.stds), 4), round(min(m.stds), 4),
+            ]
+            for m in result.models
+            if m.layers
+        ],
+    )
+    depth = max((len(m.layers) for m in result.models), default=0)
+    per_layer = Table(
+        "Std of every response layer (network order; empty where a model has fewer layers)",
+        ["layer"] + [_label(m) for m in result.models],
+        [
+            [i + 1] + [(f"{m.layers[i].name}: {m.layers[i].std:.4f}" if i < len(m.layers) else "") for m in result.models]
+            for i in range(depth)
+        ],
+    )
+    return [summary, per_layer]
+
+
+@register(ResponseStdResult)
+def response_std_reading(result: ResponseStdResult, record: RunRecord) -> list[str]:
+    """Residual against plain at equal depth, and deeper ResNets against shallower ones."""
+    models = [m for m in result.models if m.layers]
+    if not models:
+        return []
+    mean = {m.spec: statistics.fmean(m.stds) for m in models}
+    sentences = [
+        "Mean response std: "
+        + ", ".join(f"{_label(m)} {mean[m.spec]:.3f}" for m in models)
+        + f" (over {result.n_images} images)."
+    ]
+    plain = {m.depth: m for m in models if not m.residual and m.depth}
+    for res in (m for m in models if m.residual and m.depth in plain):
+        twin = plain[res.depth]
+        smaller = mean[res.spec] < mean[twin.spec]
+        sentences.append(
+            f"{_label(res)} responds {'more weakly' if smaller else 'more strongly'} than its plain twin "
+            f"{_label(twin)} ({mean[res.spec]:.3f} vs {mean[twin.spec]:.3f} mean std); "
+            + ("as He et al. report, the residual functions are closer to zero than the plain layers."
+               if smaller else "He et al. report the opposite (smaller responses in ResNets).")
+        )
+    residual = sorted((m for m in models if m.residual and m.depth), key=lambda m: m.depth or 0)
+    if len(residual) > 1:
+        values = [mean[m.spec] for m in residual]
+        falling = all(b < a for a, b in zip(values, values[1:]))
+        trail = ", ".join(f"{_label(m)} {mean[m.spec]:.3f}" for m in residual)
+        sentences.append(
+            f"With depth the ResNets' mean response std goes {trail}: "
+            + ("it shrinks as the nets get deeper, as in He et al. (each layer modifies the signal less)."
+               if falling else "not monotonically smaller with depth, unlike He et al.'s CIFAR-10 finding.")
+        )
+    return sentences
