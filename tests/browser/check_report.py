@@ -1,0 +1,150 @@
+"""Open a resnet-probe report in headless Chromium: screenshot, console errors, figure sizes.
+
+Run by ``nox -s browser``; by hand:
+
+    python tests/browser/check_report.py --out /tmp/browser-check
+    python tests/browser/check_report.py --report probe-reports/lesion-.../report.html
+
+Without ``--report`` it first builds a sample lesion report (random-weight resnet20, digits,
+64 images). Chromium runs with plain flags only: ``--dump-dom`` on a copy of the report with
+a small probe script appended (it writes every figure's rendered size into the DOM),
+``--enable-logging=stderr`` for console messages, ``--screenshot`` for the picture. Exit
+code 0 when the page logs no console error and every figure SVG has a non-zero size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+)
+WIDTH = 1280
+PROBE = """
+<script>
+(function () {
+  var out = [];
+  document.querySelectorAll("svg").forEach(function (svg, i) {
+    var r = svg.getBoundingClientRect();
+    out.push("svg " + i + " " + (svg.parentElement ? svg.parentElement.tagName : "-") + " "
+             + r.width.toFixed(1) + " " + r.height.toFixed(1));
+  });
+  out.push("height " + document.documentElement.scrollHeight);
+  var pre = document.createElement("pre");
+  pre.id = "probe-result";
+  pre.textContent = out.join("\\n");
+  document.body.appendChild(pre);
+})();
+</script>
+"""
+BROKEN = "<script>console.error('probe self-test error'); undefinedFunction();</script>"
+CONSOLE = re.compile(r":(VERBOSE\d*|INFO|WARNING|ERROR|FATAL):CONSOLE(?:\(\d+\))?\]?\s*(.*)")
+
+
+def build_sample(out: Path) -> Path:
+    """A lesion report of a random-weight resnet20 on 64 digits, written under ``out``."""
+    run = out / "sample"
+    cmd = [
+        sys.executable, "-m", "resnet_probe.cli.app", "lesion", "--model", "resnet20", "--random-init",
+        "--dataset", "digits", "--limit", "64", "--random-k", "1:4", "--samples", "3",
+        "--device", "cpu", "--out", str(run), "--force",
+    ]
+    subprocess.run(cmd, check=True)
+    return run / "report.html"
+
+
+def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One headless Chromium call with its own throw-away profile."""
+    cmd = [binary, *FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+
+
+def console_errors(stderr: str) -> list[str]:
+    """Console messages of level error (and uncaught exceptions) in Chromium's log."""
+    errors = []
+    for line in stderr.splitlines():
+        m = CONSOLE.search(line)
+        if m and (m.group(1) in ("ERROR", "FATAL") or "Uncaught" in m.group(2)):
+            errors.append(m.group(2).strip())
+    return errors
+
+
+def probe(binary: str, report: Path, work: Path, extra: str = "") -> tuple[list[tuple[str, float, float]], int, list[str]]:
+    """Figure sizes, page height and console errors of ``report`` as Chromium renders it."""
+    copy = work / f"probe-{report.stem}.html"
+    html = report.read_text(encoding="utf-8")
+    copy.write_text(html.replace("</body>", extra + PROBE + "</body>"), encoding="utf-8")
+    done = chromium(
+        binary, work / "profile-probe", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+        f"--window-size={WIDTH},900", "--dump-dom", copy.as_uri(),
+    )
+    m = re.search(r'<pre id="probe-result">(.*?)</pre>', done.stdout, re.S)
+    if m is None:
+        raise SystemExit(f"chromium produced no probe result (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    sizes, height = [], 0
+    for line in m.group(1).splitlines():
+        parts = line.split()
+        if parts[0] == "svg":
+            sizes.append((parts[2], float(parts[3]), float(parts[4])))
+        elif parts[0] == "height":
+            height = int(parts[1])
+    return sizes, height, console_errors(done.stderr)
+
+
+def self_test(binary: str, work: Path) -> None:
+    """The checker must see a console error on a page that makes one."""
+    page = work / "broken.html"
+    page.write_text("<!DOCTYPE html><html><body><p>x</p></body></html>", encoding="utf-8")
+    _, _, errors = probe(binary, page, work, extra=BROKEN)
+    if not errors:
+        raise SystemExit("self-test failed: a page with console.error showed no console error in the log")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or take) a report, probe it, screenshot it; non-zero exit on a problem."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", type=Path, help="an existing report.html (default: build a sample)")
+    parser.add_argument("--out", type=Path, help="where the sample and the screenshot go (default: a temp dir)")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or CHROMIUM)
+    args = parser.parse_args(argv)
+    if not Path(args.chromium).exists():
+        raise SystemExit(f"no Chromium at {args.chromium}: apt-get install -y chromium")
+    out = args.out or Path(tempfile.mkdtemp(prefix="probe-browser-"))
+    out.mkdir(parents=True, exist_ok=True)
+    report = (args.report or build_sample(out)).resolve()
+    with tempfile.TemporaryDirectory(prefix="probe-chromium-") as tmp:
+        work = Path(tmp)
+        self_test(args.chromium, work)
+        sizes, height, errors = probe(args.chromium, report, work)
+        shot = out / "screenshot.png"
+        chromium(
+            args.chromium, work / "profile-shot", f"--window-size={WIDTH},{max(height, 600)}",
+            f"--screenshot={shot}", report.as_uri(),
+        )
+    problems = [f"console error: {e}" for e in errors]
+    figures = [s for s in sizes if s[0] == "FIGURE"]
+    if not figures:
+        problems.append("no <svg> figure in the report")
+    problems += [f"figure svg {i} renders {w}x{h}" for i, (_, w, h) in enumerate(figures) if w <= 0 or h <= 0]
+    if not shot.exists() or shot.stat().st_size == 0:
+        problems.append("chromium wrote no screenshot")
+    print(f"report: {report}")
+    print(f"figures: {len(figures)}, sizes: " + ", ".join(f"{w:.0f}x{h:.0f}" for _, w, h in figures))
+    print(f"page height: {height}px; screenshot: {shot}")
+    for p in problems:
+        print(f"FAIL {p}")
+    if not problems:
+        print("OK: no console errors, every figure has a size")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
