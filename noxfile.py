@@ -6,6 +6,9 @@ torch build is installed once, by the README's install command, not once per ses
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -58,3 +61,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy over the library."""
     _install(session)
     session.run("mypy", "resnet_probe", "cli", "reports")
+
+
+@nox.session(venv_params=VENV, default=False)
+def browser(session: nox.Session) -> None:
+    """Render a sample lesion report in headless Chromium: screenshot, console errors, figure sizes."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        session.error("needs Chromium: apt-get install -y chromium (Debian's package)")
+    _install(session)
+    out = Path(session.create_tmp()) / "browser"
+    session.run("python", "tests/browser/check_report.py", "--out", str(out), "--chromium", chromium, *session.posargs)

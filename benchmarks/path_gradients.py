@@ -24,17 +24,15 @@ from resnet_probe.executor import Executor
 from resnet_probe.load import load_model
 
 
-def _rate(fn, samples_per_call: int, calls: int, device: torch.device) -> float:
-    """Path samples per second of ``calls`` calls of ``fn`` after one warm-up call."""
-    fn()
+def _seconds(fn, device: torch.device) -> float:
+    """Wall time of one call of ``fn``."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(calls):
-        fn()
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return samples_per_call * calls / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -42,8 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet56")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--batches", type=int, default=5, help="timed batched passes")
-    parser.add_argument("--naive-calls", type=int, default=40, help="timed naive passes of each kind")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--images-per-round", type=int, default=16, help="naive one-image calls per round")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     args = parser.parse_args()
@@ -70,20 +68,29 @@ def main() -> None:
         route = draw_routes(rng.integers(0, n + 1, 1), units, n, rng)
         executor.routed_input_grad_norms(x, y, route.expand(b, n))
 
-    rates = {
-        "batched routing": _rate(batched, b, args.batches, executor.device),
-        "naive, one image per backward": _rate(one_image, 1, args.naive_calls, executor.device),
-        "naive, one route per batch (Veit)": _rate(
-            one_route_per_batch, 1, max(args.naive_calls // 8, 3), executor.device
-        ),
+    methods = {  # name: (call, path samples per call, calls per round)
+        "batched routing": (batched, b, 1),
+        "naive, one image per backward": (one_image, 1, args.images_per_round),
+        "naive, one route per batch (Veit)": (one_route_per_batch, 1, 1),
     }
+    for fn, _, _ in methods.values():  # warm-up
+        fn()
+    # Interleaved rounds, best round per method: other work on a shared machine only ever
+    # slows a call down, so the minimum is the least disturbed measurement.
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.rounds):
+        for name, (fn, _, calls) in methods.items():
+            times[name].append(sum(_seconds(fn, executor.device) for _ in range(calls)) / calls)
+    rates = {name: methods[name][1] / min(ts) for name, ts in times.items()}
+    medians = {name: methods[name][1] / float(np.median(ts)) for name, ts in times.items()}
     print(f"{args.model}: {n} units, batch {b}, device {executor.device}, "
           f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
-    for name, rate in rates.items():
-        print(f"  {name:36s} {rate:10.1f} path samples/s")
-    fast = rates["batched routing"]
-    for name in list(rates)[1:]:
-        print(f"  speed-up over {name:22s} {fast / rates[name]:8.1f}x")
+    print(f"  {'path samples/s':>50s} {'best round':>11s} {'median':>9s}")
+    for name in methods:
+        print(f"  {name:50s} {rates[name]:11.1f} {medians[name]:9.1f}")
+    for name in list(methods)[1:]:
+        print(f"  speed-up of batched routing over {name:34s} {rates['batched routing'] / rates[name]:7.1f}x "
+              f"(median {medians['batched routing'] / medians[name]:.1f}x)")
 
 
 if __name__ == "__main__":

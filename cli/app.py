@@ -16,6 +16,8 @@ from . import gradients as gradients_cmd
 from . import lesion as lesion_cmd
 from . import paths as paths_cmd
 from . import reorder as reorder_cmd
+from . import std_report as std_report_cmd
+from . import train as train_cmd
 from .console import err
 
 app = typer.Typer(
@@ -33,6 +35,9 @@ app.command("report")(report.report)
 app.command("paths")(paths_cmd.paths)
 app.command("gradients")(gradients_cmd.gradients)
 app.command("lesion")(lesion_cmd.lesion)
+app.command("std-report")(std_report_cmd.std_report)
+app.command("train")(train_cmd.train)
+app.command("train-report")(train_cmd.train_report)
 app.command("reorder")(reorder_cmd.reorder)
 
 

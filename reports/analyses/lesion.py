@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Sequence
 
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from resnet_probe.analyses.lesion import LesionResult, LesionStudy, UnitInfo
 from resnet_probe.results import RunRecord
 
 from ..content import Figure, Table, register
 
+FIG_WIDTH = 9.0  # room for the legend right of the axes
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 
@@ -67,6 +70,11 @@ def _single(study: LesionStudy) -> list[tuple[int, float]]:
     return [(c.deleted[0], c.accuracy) for c in study.configs if len(c.deleted) == 1]
 
 
+def _legend_outside(ax: Axes) -> None:
+    """Legend right of the axes: inside, it hides the spikes it should explain."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
     studies = _labelled(result, record)
     palette = sns.color_palette("deep", len(studies))
@@ -79,9 +87,11 @@ def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
                    label="cannot be deleted (skipped)" if i == result.skipped[0] else None)
     for n, ((label, study), color) in enumerate(zip(studies, palette, strict=True)):
         points = _single(study)
-        x = [i for i, _ in points]
-        y = [100 * (1 - a) for _, a in points]
-        sns.lineplot(x=x, y=y, ax=ax, marker="o", color=color, label=f"{label}: one unit deleted")
+        error = {i: 100 * (1 - a) for i, a in points}
+        # NaN at skipped units breaks the line there instead of bridging them.
+        x = list(range(len(study.units)))
+        ax.plot(x, [error.get(i, math.nan) for i in x], marker="o", markersize=5, color=color,
+                label=f"{label}: one unit deleted")
         ax.axhline(100 * (1 - study.baseline.accuracy), color=color, linestyle="--", linewidth=1,
                    label=f"{label}: no deletion")
         down = [(i, 100 * (1 - a)) for i, a in points if study.units[i].downsampling]
@@ -96,7 +106,9 @@ def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
     ax.set_ylabel("test error (%)")
     if len(units) <= 30:
         ax.set_xticks([u.index for u in units])
-    ax.legend(fontsize="small")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_outside(ax)
 
 
 def _draw_set(ax: Axes, result: LesionResult, record: RunRecord) -> None:
@@ -126,7 +138,8 @@ def _draw_random(ax: Axes, result: LesionResult, record: RunRecord) -> None:
                    label=f"{label}: no deletion")
     ax.set_xlabel("number of deleted units k")
     ax.set_ylabel("test error (%)")
-    ax.legend(fontsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_outside(ax)
 
 
 def _stages(units: Sequence[UnitInfo]) -> list[list[int]]:
@@ -146,7 +159,7 @@ def lesion_figures(result: LesionResult, record: RunRecord) -> list[Figure]:
             "Test error after deleting one residual unit at a time (Veit et al. 2016, Fig. 3): dashed, "
             "the unchanged model; triangles, downsampling units; dotted, stage boundaries." + others,
             lambda axes: _draw_sweep(axes[0], result, record),
-            width=8.0,
+            width=FIG_WIDTH,
         ))
     else:
         figs.append(Figure(
@@ -160,6 +173,7 @@ def lesion_figures(result: LesionResult, record: RunRecord) -> list[Figure]:
             f"Test error after deleting k random units, {samples} random sets per k: mean ± one "
             "standard deviation (Veit et al. 2016, Fig. 5a); dashed, the unchanged model." + others,
             lambda axes: _draw_random(axes[0], result, record),
+            width=FIG_WIDTH,
         ))
     return figs
 
@@ -196,7 +210,7 @@ def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
         if s.random_k:
             tables.append(Table(
                 f"Random deletions: {label}",
-                ["k", "sets", "mean accuracy", "std accuracy", "mean cost (points)"],
+                ["k", "sets", "mean accuracy", "std (points)", "mean cost (points)"],
                 [[r.k, r.samples, _pct(r.mean_accuracy), f"{100 * r.std_accuracy:.2f}",
                   f"{100 * (base - r.mean_accuracy):+.2f}"] for r in s.random_k],
             ))

@@ -115,19 +115,25 @@ def path_gradients_reading(result: PathGradientsResult, record: RunRecord) -> li
     a, b = result.effective_range
     n = result.n_units
     lo, hi = result.lengths[0], result.lengths[-1]
+    longer = (
+        f"paths longer than {LONG_PATH} units carry {100 * result.share_longer_than_20:.2g} % of it"
+        if n > LONG_PATH
+        else f"this net has no paths longer than {LONG_PATH} units"
+    )
     sentences = [
         f"{100 * result.share:.0f} % of the total gradient comes from paths of length {a}–{b} "
-        f"out of {n}; paths longer than {LONG_PATH} units carry "
-        f"{100 * result.share_longer_than_20:.2g} % of it."
+        f"out of {n}; {longer}."
     ]
     if lo.k != hi.k and lo.mean_norm > 0 and hi.mean_norm > 0:
         ratio = hi.mean_norm / lo.mean_norm
         trend = "falls" if ratio < 1 else "rises"
         factor = 1 / ratio if ratio < 1 else ratio
+        peak = max(result.lengths, key=lambda r: r.share)
         sentences.append(
             f"The mean gradient norm of one path {trend} from {lo.mean_norm:.3g} at length {lo.k} "
-            f"to {hi.mean_norm:.3g} at length {hi.k} (a factor of {factor:.3g}); the number of "
-            f"paths peaks at length {n // 2}, so the total gradient is largest where both meet."
+            f"to {hi.mean_norm:.3g} at length {hi.k} (a factor of {factor:.3g}); weighted by the "
+            f"number of paths, the total gradient peaks at length {peak.k} "
+            f"({100 * peak.share:.2g} % of it)."
         )
     sentences.append(BN_NOTE)
     return sentences

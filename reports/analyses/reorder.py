@@ -7,6 +7,7 @@ import statistics
 import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from resnet_probe.analyses.reorder import ReorderConfig, ReorderResult
 from resnet_probe.results import RunRecord
@@ -37,7 +38,7 @@ def _draw_scatter(ax: Axes, result: ReorderResult) -> None:
     ax.set_xlabel("Kendall τ between the original and the new order")
     ax.set_ylabel("test error (%)")
     ax.invert_xaxis()  # left to right: more and more shuffled, as in Veit et al.
-    ax.legend(title="swaps k", fontsize="small", ncol=2)
+    ax.legend(title="swaps k", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _draw_per_k(ax: Axes, result: ReorderResult) -> None:
@@ -54,6 +55,7 @@ def _draw_per_k(ax: Axes, result: ReorderResult) -> None:
                label="original order")
     ax.set_xlabel("random swaps k")
     ax.set_ylabel("test error (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
 
 
@@ -65,11 +67,12 @@ def reorder_figures(result: ReorderResult, record: RunRecord) -> list[Figure]:
             "Test error of reordered networks against Kendall τ of their unit order, coloured by the "
             "number of random swaps k (Veit et al. 2016, Fig. 5b); dashed, the original order.",
             lambda axes: _draw_scatter(axes[0], result),
-            width=7.0,
+            width=8.0,
         ),
         Figure(
             "Test error per number of swaps: mean ± one standard deviation over the random orders.",
             lambda axes: _draw_per_k(axes[0], result),
+            width=8.0,
         ),
     ]
 
@@ -126,10 +129,13 @@ def reorder_reading(result: ReorderResult, record: RunRecord) -> list[str]:
     accs = [c.accuracy for c in result.configs]
     if len(set(taus)) > 1 and len(set(accs)) > 1:
         r = float(np.corrcoef(taus, accs)[0, 1])
+        trend = (
+            "accuracy falls as the order moves away from the original (lower τ)" if r > 0
+            else "accuracy does not fall as the order moves away from the original"
+        )
         out.append(
             f"Across all {len(result.configs)} reordered networks the correlation between Kendall τ "
-            f"and accuracy is {r:+.2f}: the further the order moves from the original, "
-            + ("the lower the accuracy." if r > 0 else "the accuracy does not fall with it.")
+            f"and accuracy is {r:+.2f}: {trend}."
         )
     down = [u for u in result.units if u.downsampling]
     if down:

@@ -199,14 +199,14 @@ def _unit_index(token: str, topology: Topology, valid: str) -> int:
 
 
 def _ranges(indices: Sequence[int]) -> str:
-    """``[0, 1, 2, 4]`` as ``0..2, 4``."""
-    parts: list[str] = []
+    """``[0, 1, 2, 4, 5]`` as ``0..2, 4, 5``."""
+    runs: list[list[int]] = []
     for i in indices:
-        if parts and parts[-1][1] == i - 1:
-            parts[-1] = (parts[-1][0], i)
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
         else:
-            parts.append((i, i))  # type: ignore[arg-type]
-    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in parts)  # type: ignore[misc]
+            runs.append([i])
+    return ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 def parse_range(spec: str | int | Sequence[int], option: str, low: int, high: int) -> tuple[int, int]:

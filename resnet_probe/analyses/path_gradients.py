@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ def sample_norms(
     seed: int = 0,
     batch_size: int = 128,
     preprocessing: Preprocessing | None = None,
-    progress: Any = None,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Input-gradient norm of every path sample; ``lengths[j]`` is sample j's path length.
 
@@ -204,9 +204,9 @@ def summarise(ks: Sequence[int], lengths: np.ndarray, norms: np.ndarray, n: int,
             total=_from_log10(lt),
             log10_total=lt, share=sh,
         )
-        for (k, s, mean, std, paths, lt), sh in zip(rows, shares)
+        for (k, s, mean, std, paths, lt), sh in zip(rows, shares, strict=True)
     )
-    longer = sum(sh for (k, *_), sh in zip(rows, shares) if k > LONG_PATH)
+    longer = sum(sh for (k, *_), sh in zip(rows, shares, strict=True) if k > LONG_PATH)
     return PathGradientsResult(
         lengths=out,
         effective_range=(int(ks[lo]), int(ks[hi])),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,16 @@ def test_report_renders_two_panels_and_reading(trained, tmp_path: Path) -> None:
     result = ResponseStdAnalysis().run(ctx)
     record = RunRecord("response-std", loaded.describe(), small.describe(), 0, "cpu", result.to_dict())
     html = render_report(record, result)
-    assert html.count("<svg") >= 1
-    assert "zoo:plain20" in html and "zoo:resnet20" in html
-    assert "network order" in html and "sorted" in html
+    assert html.count("<svg") == 1
+    assert "network order" in html and "sorted (descending)" in html
+    from resnet_probe.reports import content
+
+    reading = content.reading(result, record)
+    assert reading[0].startswith("Mean response std: resnet20 ")
+    twin = reading[1]
+    assert "plain twin plain20" in twin
+    means = [statistics.fmean(m.stds) for m in result.models]
+    assert f"{means[0]:.3f} vs {means[1]:.3f}" in twin
+    summary = content.tables(result, record)[0]
+    assert [row[0] for row in summary.rows] == ["resnet20", "plain20"]
+    assert summary.rows[0][3] == round(means[0], 4)

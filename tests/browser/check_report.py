@@ -28,6 +28,27 @@ FLAGS = (
     "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
 )
 WIDTH = 1280
+# First in <head>: console.error, uncaught exceptions and failed resources all become console
+# lines with a marker, because Chromium logs every console level as INFO.
+WATCH = """
+<script>
+(function () {
+  var error = console.error;
+  console.error = function () {
+    console.log("[probe-error] " + Array.prototype.join.call(arguments, " "));
+    return error.apply(console, arguments);
+  };
+  window.addEventListener("error", function (e) {
+    var t = e.target;
+    if (t && t !== window) {
+      console.log("[probe-error] failed to load " + (t.src || t.href || t.tagName));
+    } else {
+      console.log("[probe-error] uncaught " + e.message);
+    }
+  }, true);
+})();
+</script>
+"""
 PROBE = """
 <script>
 (function () {
@@ -45,8 +66,12 @@ PROBE = """
 })();
 </script>
 """
-BROKEN = "<script>console.error('probe self-test error'); undefinedFunction();</script>"
-CONSOLE = re.compile(r":(VERBOSE\d*|INFO|WARNING|ERROR|FATAL):CONSOLE(?:\(\d+\))?\]?\s*(.*)")
+BROKEN = (
+    "<script>console.error('probe self-test error');</script><img src='missing-probe.png'>"
+    "<script>undefinedFunction();</script>"
+)
+BROKEN_ERRORS = 3
+CONSOLE = re.compile(r":(\w+):CONSOLE[:(]?\d*\)?\]\s*(.*)")
 
 
 def build_sample(out: Path) -> Path:
@@ -72,15 +97,19 @@ def console_errors(stderr: str) -> list[str]:
     errors = []
     for line in stderr.splitlines():
         m = CONSOLE.search(line)
-        if m and (m.group(1) in ("ERROR", "FATAL") or "Uncaught" in m.group(2)):
+        if m and (m.group(1) in ("ERROR", "FATAL") or "[probe-error]" in m.group(2)):
             errors.append(m.group(2).strip())
     return errors
 
 
-def probe(binary: str, report: Path, work: Path, extra: str = "") -> tuple[list[tuple[str, float, float]], int, list[str]]:
+Sizes = list[tuple[str, float, float]]  # (parent tag, width, height) per <svg>
+
+
+def probe(binary: str, report: Path, work: Path, extra: str = "") -> tuple[Sizes, int, list[str]]:
     """Figure sizes, page height and console errors of ``report`` as Chromium renders it."""
     copy = work / f"probe-{report.stem}.html"
     html = report.read_text(encoding="utf-8")
+    html = re.sub(r"<head>", lambda h: h.group(0) + WATCH, html, count=1)
     copy.write_text(html.replace("</body>", extra + PROBE + "</body>"), encoding="utf-8")
     done = chromium(
         binary, work / "profile-probe", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
@@ -102,10 +131,12 @@ def probe(binary: str, report: Path, work: Path, extra: str = "") -> tuple[list[
 def self_test(binary: str, work: Path) -> None:
     """The checker must see a console error on a page that makes one."""
     page = work / "broken.html"
-    page.write_text("<!DOCTYPE html><html><body><p>x</p></body></html>", encoding="utf-8")
+    page.write_text("<!DOCTYPE html><html><head></head><body><p>x</p></body></html>", encoding="utf-8")
     _, _, errors = probe(binary, page, work, extra=BROKEN)
-    if not errors:
-        raise SystemExit("self-test failed: a page with console.error showed no console error in the log")
+    if len(errors) != BROKEN_ERRORS:
+        raise SystemExit(
+            f"self-test failed: a page with {BROKEN_ERRORS} console errors showed {len(errors)}: {errors}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

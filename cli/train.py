@@ -1,0 +1,177 @@
+"""`resnet-probe train` and `resnet-probe train-report`: train into the cache, draw the curves."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from resnet_probe import cache
+from resnet_probe.analyses.train_curves import TrainCurvesAnalysis
+from resnet_probe.checkpoints import read_checkpoint
+from resnet_probe.data import DataSource, load_data
+from resnet_probe.errors import CheckpointError
+from resnet_probe.spec import ModelSpec, parse, parse_with_checkpoint
+from resnet_probe.train import TrainResult, TrainStatus, train_model
+from resnet_probe.training.state import SUFFIX as RESUME_SUFFIX
+
+from . import options as o
+from .console import err, out
+from .pipeline import print_reading, run_analysis
+
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training set (default: the recipe's).")]
+Iters = Annotated[Optional[int], typer.Option("--iters", help="Total iterations; lr steps at 50 % and 75 % of them (He: 64000).")]
+LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 0.1).")]
+TrainBatch = Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Images per step (default: 128; digits 32).")]
+TrainPrecision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (mixed precision on GPU only).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch.")]
+CheckpointOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint file (default: the cache, where later commands find it).")]
+Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="SPEC[=CHECKPOINT]; repeat for several.")]
+
+
+@contextlib.contextmanager
+def training_progress(title: str) -> Iterator[callable]:  # type: ignore[valid-type]
+    """A rich bar over iterations with loss and accuracy, one stderr line per epoch."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(title, total=None, stats="")
+
+        def report(s: TrainStatus) -> None:
+            if s.event == "start":
+                bar.update(task, total=s.iters, completed=s.iteration)
+            elif s.event == "step":
+                stats = f"epoch {s.epoch + 1}/{s.epochs} loss {s.loss:.3f} acc {100 * s.accuracy:.1f} % lr {s.lr:.3g}"
+                bar.update(task, completed=s.iteration, stats=stats)
+            elif s.event == "epoch" and s.record is not None:
+                bar.console.print(epoch_line(s.record, s.epochs), markup=False, highlight=False)
+
+        yield report
+
+
+def epoch_line(r: dict, epochs: int) -> str:
+    """One epoch of the history as a log line."""
+    test = (
+        f"test loss {r['test_loss']:.4f} err {100 * r['test_error']:.2f} %" if r.get("test_error") is not None else "no test set"
+    )
+    train = f"train loss {r['train_loss']:.4f} err {100 * r['train_error']:.2f} %" if r.get("train_error") is not None else ""
+    return f"epoch {r['epoch']}/{epochs}  it {r['iteration']}  lr {r['lr']:.4g}  {train}  {test}  {r['seconds']:.1f} s"
+
+
+def open_train_data(dataset: str | None, data: Path | None, download: bool) -> tuple[DataSource, DataSource | None]:
+    """Training split and, where the source has one, the test split."""
+    train_src = load_data(dataset, data, split="train", download=download)
+    if data is not None and train_src.name not in ("cifar10", "cifar100"):
+        # An .npz file or an image folder is one split: there is no separate test set to score.
+        err.print(f"{data} has no separate test split; training without test evaluation", markup=False)
+        return train_src, None
+    return train_src, load_data(dataset, data, split="test", download=download)
+
+
+def fit(
+    spec: ModelSpec, train_src: DataSource, test_src: DataSource | None, *, dataset: str, **kwargs: object
+) -> TrainResult:
+    """Train with the rich progress bar and print where the checkpoint went."""
+    with training_progress(f"train {spec.name}") as report:
+        result = train_model(spec, train_src, test_src, dataset=dataset, progress=report, **kwargs)  # type: ignore[arg-type]
+    acc = "" if result.test_accuracy is None else f", test accuracy {100 * result.test_accuracy:.2f} %"
+    out.print(
+        f"saved {result.spec} ({result.dataset}, {result.iterations} iterations, {len(result.history)} epochs, "
+        f"{result.seconds:.0f} s{acc}) to {result.checkpoint}",
+        markup=False,
+    )
+    return result
+
+
+def train(
+    model: o.Model,
+    dataset: o.Dataset = None,
+    data: o.Data = None,
+    epochs: Epochs = None,
+    iters: Iters = None,
+    lr: LearningRate = None,
+    batch_size: TrainBatch = None,
+    seed: o.Seed = 0,
+    device: o.Device = "auto",
+    precision: TrainPrecision = "auto",
+    resume: Resume = False,
+    out_path: CheckpointOut = None,
+    download: o.Download = False,
+) -> None:
+    """Train a model with He et al. 2015's CIFAR recipe (digits: a short one) into the cache.
+
+    Example: resnet-probe train --model plain56 --dataset cifar10 --download
+    """
+    spec = parse(model)
+    train_src, test_src = open_train_data(dataset, data, download)
+    fit(
+        spec, train_src, test_src, dataset=dataset or train_src.name, epochs=epochs, iters=iters, lr=lr,
+        batch_size=batch_size, seed=seed, device=device, precision=precision, resume=resume,
+        checkpoint_path=out_path,
+    )
+
+
+def train_report(
+    models: Models = None,
+    dataset: o.Dataset = None,
+    out_dir: o.Out = None,
+    force: o.Force = False,
+    title: o.Title = None,
+) -> None:
+    """Training curves of several runs from their checkpoints (default: every one cached for --dataset).
+
+    Example: resnet-probe train-report --model plain20 --model resnet20 --dataset digits
+    """
+    key = dataset or "digits"
+    runs = [_resolve(text, key) for text in models] if models else _cached_runs(key)
+    first_spec, first_ckpt = runs[0]
+    common = o.Common(str(first_spec), first_ckpt, dataset=key, out=out_dir, force=force, title=title, device="cpu")
+    _, record, result = run_analysis(
+        TrainCurvesAnalysis(), common, {}, compare=[f"{spec}={ckpt}" for spec, ckpt in runs[1:]]
+    )
+    print_reading(record, result)
+
+
+def _resolve(text: str, dataset: str) -> tuple[ModelSpec, Path]:
+    spec, ckpt = parse_with_checkpoint(text)
+    if ckpt is None:
+        ckpt = cache.find_trained(spec, dataset)
+        if ckpt is None:
+            raise CheckpointError(
+                f"no trained {spec} on {dataset} in {cache.home() / 'checkpoints'}; run "
+                f"`resnet-probe train --model {spec.name} --dataset {dataset}` or pass {spec.name}=CHECKPOINT"
+            )
+    return spec, ckpt
+
+
+def _cached_runs(dataset: str) -> list[tuple[ModelSpec, Path]]:
+    folder = cache.home() / "checkpoints" / dataset
+    files = sorted(p for p in folder.glob("*.safetensors") if not p.name.endswith(RESUME_SUFFIX)) if folder.is_dir() else []
+    runs = []
+    for path in files:
+        saved = read_checkpoint(path).metadata.get("spec")
+        if saved:
+            runs.append((parse(str(saved)), path))
+    if not runs:
+        raise CheckpointError(
+            f"no trained checkpoints for {dataset} in {folder}; run `resnet-probe train --model MODEL --dataset {dataset}` "
+            f"or pass --model SPEC=CHECKPOINT"
+        )
+    return runs
