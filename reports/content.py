@@ -60,8 +60,15 @@ def register(result_type: type[Result]) -> Callable[[Callable[..., Any]], Callab
     """Decorator factory: ``@register(LesionResult)`` on a function named figures/tables/reading."""
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        target = {"figures": figures, "tables": tables, "reading": reading}[fn.__name__.split("_")[-1]]
-        target.register(result_type)(fn)
+        kind = fn.__name__.split("_")[-1]
+        if kind == "figures":
+            figures.register(result_type)(fn)
+        elif kind == "tables":
+            tables.register(result_type)(fn)
+        elif kind == "reading":
+            reading.register(result_type)(fn)
+        else:
+            raise ValueError(f"{fn.__name__}: name must end in _figures, _tables or _reading")
         return fn
 
     return decorator

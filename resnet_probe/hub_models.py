@@ -18,6 +18,11 @@ from .loaded import Preprocessing
 
 TORCHVISION_PATTERNS: tuple[str, ...] = ("resnet*", "wide_resnet*", "resnext*")
 TIMM_MODULE = "resnet"  # timm.models.resnet: the post-activation ResNet the timm adapter reads
+# timm modules whose every model an adapter reads: resnetv2 (pre-activation), convnext.
+TIMM_MODULES: tuple[str, ...] = (TIMM_MODULE, "resnetv2", "convnext")
+# ViT modules: only the vit_* models, less those built from parallel blocks (no chain of units).
+TIMM_VIT_MODULES: tuple[str, ...] = ("vision_transformer", "vision_transformer_hybrid")
+TIMM_VIT_EXCLUDED: tuple[str, ...] = ("*_18x2_*", "*_xp_*", "*pwee_*")
 
 
 def torchvision_names() -> list[str]:
@@ -29,11 +34,16 @@ def torchvision_names() -> list[str]:
 
 
 def timm_names() -> list[str]:
-    """timm models built on ``timm.models.resnet.ResNet``."""
+    """timm models the adapters read: ResNet, ResNetV2, ConvNeXt and chain-block ViTs."""
     import timm
 
+    names = {n for m in TIMM_MODULES for n in timm.list_models(module=m)}
+    for module in TIMM_VIT_MODULES:
+        names.update(
+            n for n in timm.list_models("vit_*", module=module) if not any(fnmatch(n, p) for p in TIMM_VIT_EXCLUDED)
+        )
     # Plain resnet* first: the excerpt in error messages should show the familiar names.
-    return sorted(timm.list_models(module=TIMM_MODULE), key=lambda n: (not n.startswith("resnet"), _natural(n)))
+    return sorted(names, key=lambda n: (not n.startswith("resnet"), _natural(n)))
 
 
 def build_torchvision(
@@ -93,7 +103,7 @@ def _tv_weights(name: str, tag: str | None) -> Any:
 def build_timm(
     name: str, tag: str | None, pretrained: bool, num_classes: int | None = None
 ) -> tuple[nn.Module, Preprocessing]:
-    """A timm ResNet in eval mode with its data config as preprocessing.
+    """A timm model (ResNet, ResNetV2, ConvNeXt, ViT) in eval mode with its data config as preprocessing.
 
     Example:
         >>> model, prep = build_timm("resnet50", "a1_in1k", pretrained=False)
@@ -107,8 +117,8 @@ def build_timm(
         raise UnknownModelError(_unknown("timm", "timm", name, supported))
     if name not in supported:
         raise UnknownModelError(
-            f"{spec} is not a timm.models.resnet.ResNet (post-activation ResNet family), which is all "
-            f"the timm adapter reads; supported: {_few(supported)}"
+            f"{spec} is not in a family the timm adapters read (resnet*, resnetv2*, convnext*, vit_* with "
+            f"sequential blocks); supported: {_few(supported)}"
         )
     tags = [t.partition(".")[2] for t in timm.list_models(f"{name}.*", include_tags=True)]
     if tag is not None and tag not in tags:

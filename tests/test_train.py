@@ -132,8 +132,11 @@ def test_resume_refuses_a_missing_or_different_run(tiny, tmp_path: Path) -> None
 
     with pytest.raises(KeyboardInterrupt):
         train_model("resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, progress=stop, device="cpu")
-    with pytest.raises(ProbeError, match="lr"):
-        train_model("resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, lr=0.05,
+    with pytest.raises(ProbeError, match="started with lr=0.05, this run has lr=0.2"):
+        train_model("resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, lr=0.2,
+                    resume=True, device="cpu")
+    with pytest.raises(ProbeError, match="started with seed=0, this run has seed=1"):
+        train_model("resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, seed=1,
                     resume=True, device="cpu")
 
 

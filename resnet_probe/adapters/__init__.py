@@ -13,8 +13,9 @@ from torch import nn
 from ..errors import AdapterError
 from ..topology import Topology
 
-# Order matters: the first adapter whose ``matches`` accepts the model builds it.
-ADAPTERS: tuple[str, ...] = ("cifar", "torchvision", "timm_resnet")
+# Order matters: the first adapter whose ``matches`` accepts the model builds it. The torch.fx
+# fallback accepts any module, so it comes last: only a model every named adapter refused reaches it.
+ADAPTERS: tuple[str, ...] = ("cifar", "torchvision", "timm_resnet", "timm_resnetv2", "convnext", "vit", "fx")
 
 
 def build_topology(model: nn.Module) -> Topology:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from resnet_probe.reports import render_report
 
 from resnet_probe.analyses.base import RunContext
 from resnet_probe.analyses.lesion import (
@@ -23,7 +24,6 @@ from resnet_probe.evaluate import score_plans
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.load import load_model
 from resnet_probe.loaded import LoadedModel
-from resnet_probe.reports import render_report
 from resnet_probe.results import RunRecord
 
 

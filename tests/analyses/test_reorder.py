@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from resnet_probe.reports import render_report
 
 from resnet_probe.adapters import build_topology
 from resnet_probe.analyses.base import RunContext
@@ -24,7 +25,6 @@ from resnet_probe.evaluate import score_plans
 from resnet_probe.executor import Executor, Plan, validate_plan
 from resnet_probe.load import load_model
 from resnet_probe.loaded import LoadedModel
-from resnet_probe.reports import render_report
 from resnet_probe.results import RunRecord
 from resnet_probe.spec import ModelSpec
 from resnet_probe.zoo.cifar import CifarResNet
