@@ -101,7 +101,7 @@ def _trace(model: nn.Module) -> fx.GraphModule:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is p.empty:
-            raise refuse(model, f"forward takes more than one input ({p.name!r})")
+            raise refuse(model, f"forward takes more than one input ({p.name!r} has no default)")
         concrete[p.name] = p.default
     flags = [(m, m.training) for m in model.modules()]
     model.eval()

@@ -44,6 +44,10 @@ STEM_NOTE = (
     "The stem holds the patch embedding, the class / register tokens, the position embedding, patch dropout "
     "and norm_pre; the head holds the final norm, the token pooling and the classifier."
 )
+CLASS_TOKEN_NOTE = (
+    "The head reads the class token: the path through no residual branch never touches a patch, so its "
+    "input gradient is zero; every other path must pass an attention unit to carry image information."
+)
 HYBRID_NOTE = "Hybrid model: the CNN backbone of the patch embedding belongs to the stem and is not unraveled."
 DROP_NOTE = "DropPath is part of the residual branch (identity in eval mode)."
 
@@ -147,6 +151,8 @@ def _notes(model: Any) -> tuple[str, ...]:
         notes.append(LAYER_SCALE_NOTE)
     notes.append(RESPONSE_NOTE if pre else RESPONSE_POST_NOTE)
     notes.append(STEM_NOTE)
+    if model.global_pool == "token" and model.cls_token is not None and model.attn_pool is None:
+        notes.append(CLASS_TOKEN_NOTE)
     if type(model.patch_embed).__name__ == "HybridEmbed":
         notes.append(HYBRID_NOTE)
     if any(not isinstance(b.drop_path1, nn.Identity) or not isinstance(b.drop_path2, nn.Identity) for b in blocks):

@@ -252,51 +252,67 @@ def random_sets(
     return out
 
 
-def lesion_study(
-    ctx: RunContext,
+@dataclass(frozen=True)
+class LesionPlan:
+    """What one model's study deletes: the sweep or the given set, then the random k-sets."""
+
+    sets: tuple[tuple[int, ...], ...]
+    drawn: tuple[tuple[int, tuple[int, ...]], ...]
+
+    @property
+    def plans(self) -> list[Plan]:
+        """Baseline first, then every set, then every random set: one scoring call for all."""
+        return [Plan()] + [Plan.delete(*s) for s in self.sets] + [Plan.delete(*s) for _, s in self.drawn]
+
+
+def plan_study(
     loaded: LoadedModel,
-    executor: Executor,
     *,
     delete: str | int | Sequence[int | str] | None = None,
     random_k: str | int | Sequence[int] | None = None,
     samples: int = DEFAULT_SAMPLES,
-) -> tuple[LesionStudy, bool]:
-    """One model's study: baseline, sweep or given set, random k-sets, in one scoring pass."""
-    data = ctx.require_data("lesion")
+    seed: int = 0,
+) -> LesionPlan:
+    """Validate the options against one model and draw its random sets (no computation)."""
     topology = loaded.topology
     deletable = deletable_units(topology)
     if not deletable:
         raise PlanError(f"{loaded.spec} has no deletable units")
-    sweep = delete is None
-    sets = [(i,) for i in deletable] if sweep else [parse_delete(delete, topology)]  # type: ignore[arg-type]
+    sets = [(i,) for i in deletable] if delete is None else [parse_delete(delete, topology)]
     drawn: list[tuple[int, tuple[int, ...]]] = []
     if random_k is not None:
         k_range = parse_range(random_k, "random_k", 1, len(deletable))
-        drawn = random_sets(topology, k_range, check_samples(samples), ctx.seed)
-    plans = [Plan()] + [Plan.delete(*s) for s in sets] + [Plan.delete(*s) for _, s in drawn]
+        drawn = random_sets(topology, k_range, check_samples(samples), seed)
+    return LesionPlan(tuple(sets), tuple(drawn))
+
+
+def run_study(ctx: RunContext, loaded: LoadedModel, executor: Executor, plan: LesionPlan) -> LesionStudy:
+    """Score one model's planned configurations in one pass over the data."""
+    data = ctx.require_data("lesion")
+    topology = loaded.topology
     with ctx.progress(f"lesion {loaded.spec}", len(data)) as advance:
         scores = score_plans(
-            executor, data, plans, batch_size=ctx.batch_size,
+            executor, data, plan.plans, batch_size=ctx.batch_size,
             preprocessing=loaded.preprocessing, progress=advance,
         )
-    base, own, rand = scores[0], scores[1 : 1 + len(sets)], scores[1 + len(sets) :]
+    n_sets = len(plan.sets)
+    base, own, rand = scores[0], scores[1 : 1 + n_sets], scores[1 + n_sets :]
     configs = tuple(
         LesionConfig(s, tuple(topology.units[i].name for i in s), sc.accuracy, sc.correct, sc.loss)
-        for s, sc in zip(sets, own, strict=True)
+        for s, sc in zip(plan.sets, own, strict=True)
     )
     summary = []
-    if drawn:
-        ks = np.asarray([k for k, _ in drawn])
+    if plan.drawn:
+        ks = np.asarray([k for k, _ in plan.drawn])
         acc = np.asarray([sc.accuracy for sc in rand], dtype=np.float64)
         for k in sorted(set(ks.tolist())):
             v = acc[ks == k]
             std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
             summary.append(RandomK(int(k), int(len(v)), float(v.mean()), std))
     skipped = tuple(u.index for u in topology.units if not u.deletable)
-    study = LesionStudy(
+    return LesionStudy(
         Baseline.of(base), configs, tuple(summary), unit_infos(topology), skipped, str(loaded.spec)
     )
-    return study, sweep
 
 
 class LesionAnalysis(Analysis):
@@ -321,9 +337,13 @@ class LesionAnalysis(Analysis):
         """
         if options:
             raise PlanError(f"lesion: unknown options {', '.join(sorted(options))}; valid: delete, random_k, samples")
-        kwargs = {"delete": delete, "random_k": random_k, "samples": samples}
-        own, sweep = lesion_study(ctx, ctx.loaded, ctx.executor, **kwargs)
-        others = tuple(lesion_study(ctx, lm, ex, **kwargs)[0] for lm, ex in ctx.compare)
+        ctx.require_data(self.name)
+        models = [(ctx.loaded, ctx.executor), *ctx.compare]
+        # Every model's options are checked before any of them is scored.
+        plans = [
+            plan_study(lm, delete=delete, random_k=random_k, samples=samples, seed=ctx.seed) for lm, _ in models
+        ]
+        own, *others = [run_study(ctx, lm, ex, p) for (lm, ex), p in zip(models, plans, strict=True)]
         return LesionResult(
-            own.baseline, own.configs, own.random_k, own.units, own.skipped, sweep, others
+            own.baseline, own.configs, own.random_k, own.units, own.skipped, delete is None, tuple(others)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 from pathlib import Path
@@ -196,3 +197,23 @@ def test_fixture_report_names_the_downsampling_units(fixture_sweep: tuple[Lesion
     assert "leaves half of its output channels zero" in html
     assert "the median single deletion costs" in html
     assert html.count("<svg") == 1
+
+
+def test_options_are_checked_on_every_model_before_any_scoring() -> None:
+    started: list[str] = []
+
+    @contextlib.contextmanager
+    def progress(description: str, _total: int):
+        started.append(description)
+        yield lambda _n: None
+
+    big, small = _loaded("resnet32"), _loaded("resnet20")
+    ctx = RunContext(
+        big, Executor(big.topology, "cpu"), load_data("digits", limit=8), progress=progress,
+        compare=((small, Executor(small.topology, "cpu")),),
+    )
+    with pytest.raises(PlanError, match="delete '12': unit index out of range; valid: indices 0..8"):
+        LesionAnalysis().run(ctx, delete="12")
+    assert started == []
+    LesionAnalysis().run(ctx, delete="8")
+    assert started == ["lesion zoo:resnet32", "lesion zoo:resnet20"]
