@@ -129,6 +129,7 @@ def case(request: pytest.FixtureRequest) -> tuple[Family, LoadedModel, TensorSou
 
 
 def inputs(data: TensorSource) -> tuple[Tensor, Tensor]:
+    """The whole (tiny) data set as one normalised batch."""
     ((x, y),) = list(data.batches(N_IMAGES))
     return x, y
 
@@ -165,6 +166,7 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
 
 
 def assert_untouched(model: nn.Module, before: dict[str, Any]) -> None:
+    """Parameters and buffers bit-identical, flags restored, no hooks, no gradients."""
     after = snapshot(model)
     assert after["state"].keys() == before["state"].keys()
     assert all(torch.equal(after["state"][k], v) for k, v in before["state"].items())

@@ -34,7 +34,9 @@ CHANNELS_LAST_NOTE = (
     "These blocks run their norm and MLP channels-last, so the responses are (batch, H, W, channels) tensors."
 )
 GRN_NOTE = "The MLP holds Global Response Normalisation (ConvNeXt-V2); it is part of the residual branch."
-PROJECTION_NOTE = "Some units change shape inside the block: their shortcut (avg-pool / 1x1 conv) counts as a projection."
+PROJECTION_NOTE = (
+    "Some units change shape inside the block: their shortcut (avg-pool / 1x1 conv) counts as a projection."
+)
 HEAD_NOTE = "The head holds everything after the last unit: norm_pre, pooling, the head's norm and the classifier."
 DROP_NOTE = "DropPath is part of the residual branch (identity in eval mode)."
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, fx, nn
+from torch import fx, nn
 
 from ..errors import AdapterError
 from ..topology import Fn, Topology, Unit, identity
@@ -38,7 +38,8 @@ POST_NOTE = "Activations right after an addition are the unit's post (y = act(sh
 TRANSITION_NOTE = "Other layers between units are transitions: one non-deletable edge before the next unit."
 PROJECTION_NOTE = (
     "Where neither operand of the addition is the unit's input, the operand with fewer operations is taken as "
-    "the (projection) shortcut; layers both operands share run in both branches."
+    "the (projection) shortcut; a layer both branches read first (a pre-activation norm) comes before the unit, "
+    "as the previous unit's post or a transition."
 )
 CHANNELS_NOTE = (
     "Channel counts come from the first and last Linear / Conv layer of each branch (0 where there is none); "
@@ -205,7 +206,7 @@ class _Reader:
     def topology(self) -> Topology:
         """Stem, units (with post and transitions) and head of the traced model."""
         cuts = self.cuts()
-        closing = [(x, a) for x, a in zip(cuts, cuts[1:]) if self.is_residual_add(a)]
+        closing = [(x, a) for x, a in zip(cuts, cuts[1:], strict=False) if self.is_residual_add(a)]
         unit_adds = {a for _, a in closing}
         self._check_chain(unit_adds, closing)
         # Activations right after each add are its post; the unit ends at the last of them.
@@ -382,7 +383,7 @@ class _Reader:
                 paths.append(str(n.target).split(".")[:-1])
         prefix: list[str] = []
         if paths:
-            for parts in zip(*paths):
+            for parts in zip(*paths, strict=False):
                 if len(set(parts)) != 1:
                     break
                 prefix.append(parts[0])

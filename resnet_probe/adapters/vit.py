@@ -31,7 +31,9 @@ PRENORM_NOTE = (
     "and nothing follows the addition, so deleting a unit is the identity."
 )
 POSTNORM_NOTE = "Post-norm units (ResPostBlock): the norm follows attention / the MLP inside the residual branch."
-LAYER_SCALE_NOTE = "Layer scale (ls1, ls2: a learned per-channel gamma) multiplies the residual branch and is part of it."
+LAYER_SCALE_NOTE = (
+    "Layer scale (ls1, ls2: a learned per-channel gamma) multiplies the residual branch and is part of it."
+)
 RESPONSE_NOTE = (
     "The responses are the residual branch outputs right before the addition: the outputs of ls1 / ls2 "
     "(identity modules where the model has no layer scale), (batch, tokens, dim) tensors."
@@ -59,11 +61,12 @@ def matches(model: nn.Module) -> bool:
     return vit is not None and type(model) is vit.VisionTransformer
 
 
-def build(model: nn.Module) -> Topology:
+def build(module: nn.Module) -> Topology:
     """The topology of a timm ``VisionTransformer``: two units per block."""
     vit = sys.modules.get(_MODULE)
-    if vit is None or type(model) is not vit.VisionTransformer:
-        raise AdapterError(f"not a timm VisionTransformer: {type(model).__name__}")
+    if vit is None or type(module) is not vit.VisionTransformer:
+        raise AdapterError(f"not a timm VisionTransformer: {type(module).__name__}")
+    model: Any = module
     units: list[Unit] = []
     for i, block in enumerate(model.blocks):
         if type(block) is vit.Block:

@@ -156,7 +156,9 @@ def parse_delete(spec: str | int | Sequence[int | str], topology: Topology) -> t
     n = topology.n_units
     names = [u.name for u in topology.units]
     valid = f"valid: indices 0..{n - 1} or names {names[0]}..{names[-1]}"
-    if isinstance(spec, int) and not isinstance(spec, bool):
+    if isinstance(spec, bool) or not isinstance(spec, (int, str, list, tuple)):
+        raise PlanError(f"delete {spec!r}: not a list of units; {valid}")
+    if isinstance(spec, int):
         tokens: list[str] = [str(spec)]
     elif isinstance(spec, str):
         tokens = [t.strip() for t in spec.split(",")]
@@ -212,6 +214,8 @@ def _ranges(indices: Sequence[int]) -> str:
 def parse_range(spec: str | int | Sequence[int], option: str, low: int, high: int) -> tuple[int, int]:
     """``"A:B"`` (inclusive) or ``"K"`` as ``(A, B)`` with ``low <= A <= B <= high``."""
     hint = f"write A:B or K with {low} <= A <= B <= {high}"
+    if isinstance(spec, bool):
+        raise PlanError(f"{option} {spec!r}: not a range; {hint}")
     try:
         if isinstance(spec, str):
             lo, sep, hi = spec.strip().partition(":")

@@ -53,7 +53,7 @@ def test_convnext_atto_units_and_transitions() -> None:
     assert topo.family == "convnext" and topo.n_units == 12
     assert [len(s) for s in topo.stages()] == [2, 2, 6, 2]
     assert sorted(topo.transitions) == [2, 4, 10]
-    for index, stage in zip((2, 4, 10), (1, 2, 3)):
+    for index, stage in zip((2, 4, 10), (1, 2, 3), strict=True):
         assert topo.transitions[index] is model.stages[stage].downsample
         assert topo.units[index].name == f"stages.{stage}.blocks.0"
     assert [(u.in_channels, u.out_channels) for u in topo.units[1:3]] == [(40, 40), (80, 80)]

@@ -58,11 +58,13 @@ class ResidualMLP(nn.Module):
 
 
 def mlp() -> ResidualMLP:
+    """The residual MLP with fixed random weights, in eval mode."""
     torch.manual_seed(0)
     return ResidualMLP().eval()
 
 
 def rows(n: int = 5, seed: int = 1) -> Tensor:
+    """A small batch of 4-feature inputs."""
     return torch.randn(n, 4, generator=torch.Generator().manual_seed(seed))
 
 
@@ -136,6 +138,7 @@ def test_dispatch_reaches_the_fallback_last() -> None:
 
 
 def randomize_bn(model: nn.Module) -> nn.Module:
+    """Random BN statistics and scales, so deleted branches are far from zero."""
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in model.modules():
@@ -166,7 +169,7 @@ def test_fallback_agrees_with_the_named_adapter(source: str) -> None:
     plans = [Plan()] + [Plan.delete(i) for i in range(named.n_units)]
     a = Executor(named).run_plans(x, plans, reduce=lambda z: z.clone())
     b = Executor(traced).run_plans(x, plans, reduce=lambda z: z.clone())
-    for p, q in zip(a, b):
+    for p, q in zip(a, b, strict=True):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
 
 

@@ -13,8 +13,7 @@ timm = pytest.importorskip("timm")
 from timm.layers import BatchNormAct2d  # noqa: E402
 from timm.models import resnetv2  # noqa: E402
 
-from resnet_probe.adapters import build_topology  # noqa: E402
-from resnet_probe.adapters import timm_resnet  # noqa: E402
+from resnet_probe.adapters import build_topology, timm_resnet  # noqa: E402
 from resnet_probe.adapters import timm_resnetv2 as adapter  # noqa: E402
 from resnet_probe.errors import AdapterError  # noqa: E402
 from resnet_probe.executor import Executor, Plan  # noqa: E402

@@ -95,6 +95,16 @@ def test_vit_tiny_forward_equals_model() -> None:
         torch.testing.assert_close(adapter.build(model).forward(x), model(x), rtol=0, atol=1e-5)
 
 
+def test_hybrid_backbone_belongs_to_the_stem() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_r_s16_p8_224", img_size=64, num_classes=10).eval()
+    topo = adapter.build(model)
+    assert topo.n_units == 24 and adapter.HYBRID_NOTE in topo.notes
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(topo.forward(x), model(x), rtol=0, atol=1e-5)
+
+
 def test_responses_are_the_pre_add_branch_outputs() -> None:
     model = tiny(init_values=0.3)
     topo = adapter.build(model)
@@ -104,7 +114,7 @@ def test_responses_are_the_pre_add_branch_outputs() -> None:
     assert list(seen) == ["blocks.0.ls1", "blocks.0.ls2", "blocks.1.ls1", "blocks.1.ls2"]
     with torch.no_grad():
         h = topo.stem(x)
-        for unit, (name, _) in zip(topo.units, (r for u in topo.units for r in u.responses)):
+        for unit, (name, _) in zip(topo.units, [r for u in topo.units for r in u.responses], strict=True):
             branch = unit.residual(h)
             torch.testing.assert_close(seen[name], branch, rtol=0, atol=0)
             assert branch.shape == (2, 17, 32)  # (batch, class token + 16 patches, dim)

@@ -50,6 +50,9 @@ def test_parse_delete_takes_indices_and_names(resnet20: LoadedModel) -> None:
     assert parse_delete("layer2.0,layer3.0", topo) == (3, 6)
     assert parse_delete([8, "layer1.1"], topo) == (1, 8)
     assert parse_delete(5, topo) == (5,)
+    for bad in (True, 2.0, {"3": 1}):
+        with pytest.raises(PlanError, match="not a list of units"):
+            parse_delete(bad, topo)
 
 
 @pytest.mark.parametrize(
