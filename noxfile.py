@@ -25,7 +25,7 @@ def _install(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite (no GPU, no network, no slow tests)."""
     _install(session)
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session(venv_params=VENV, default=False)

@@ -14,3 +14,11 @@ def fixtures_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real fixtures not found at {path}")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """One intra-op thread: tiny test tensors run 10-100x slower when threads contend for 2 cores."""
+    import torch
+
+    torch.set_num_threads(1)
