@@ -18,6 +18,7 @@ from . import paths as paths_cmd
 from . import reorder as reorder_cmd
 from . import std_report as std_report_cmd
 from . import train as train_cmd
+from .demo import demo
 from .console import err
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.command("std-report")(std_report_cmd.std_report)
 app.command("train")(train_cmd.train)
 app.command("train-report")(train_cmd.train_report)
 app.command("reorder")(reorder_cmd.reorder)
+app.command("demo")(demo)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,6 +18,7 @@ Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:
 Seed = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for report.html and results.json (default: a new one under ./probe-reports/).")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite a report already in --out.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its progress.jsonl.")]
 Title = Annotated[Optional[str], typer.Option("--title", help="Report title.")]
 RandomInit = Annotated[bool, typer.Option("--random-init", help="Use random weights (no checkpoint needed).")]
 Pretrained = Annotated[bool, typer.Option("--pretrained", help="Download the source's pretrained weights (tv:, timm:).")]
@@ -46,3 +47,4 @@ class Common:
     download: bool = False
     precision: str = "fp32"
     split: str = "test"
+    resume: bool = False

@@ -42,7 +42,7 @@ def std_report(
     texts = list(models) if models else list(FIG7_MODELS)
     parsed = [parse_with_checkpoint(t) for t in texts]
     if not random_init and data is None:
-        _ensure_trained([s for s, ckpt in parsed if ckpt is None], dataset or "digits", seed, device, download)
+        ensure_trained([s for s, ckpt in parsed if ckpt is None], dataset or "digits", seed, device, download)
     (first, first_ckpt), rest = parsed[0], texts[1:]
     common = o.Common(
         str(first), first_ckpt, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
@@ -52,7 +52,7 @@ def std_report(
     print_reading(record, result)
 
 
-def _ensure_trained(specs: list[ModelSpec], dataset: str, seed: int, device: str, download: bool) -> None:
+def ensure_trained(specs: list[ModelSpec], dataset: str, seed: int, device: str, download: bool) -> None:
     """Train the missing digits models now; elsewhere name the command that trains them."""
     missing = [s for s in dict.fromkeys(specs) if cache.find_trained(s, dataset) is None]
     if dataset != "digits":

@@ -73,3 +73,15 @@ def _meta_rows(record: RunRecord) -> list[tuple[str, Any]]:
         ("versions", ", ".join(f"{k} {v}" for k, v in record.versions.items())),
     ]
     return [(k, v) for k, v in rows if v not in (None, "")]
+
+
+def render_index(entries: list[dict[str, Any]], seconds: float) -> str:
+    """The demo's index page: a link and a one-line finding per report."""
+    _load_content_modules()
+    css = (Path(__file__).parent / "templates" / "style.css").read_text(encoding="utf-8")
+    return _ENV.get_template("index.html").render(
+        entries=entries,
+        seconds=seconds,
+        css=Markup(css),
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )

@@ -23,12 +23,11 @@ class Journal:
         self.path = Path(path)
         self.identity = json.loads(json.dumps(identity))
         self.done: dict[str, Any] = {}
-        if resume and self.path.exists():
+        # The file (and its folder) appear with the first finished item: a run that fails
+        # before finishing anything leaves nothing behind.
+        self._started = bool(resume and self.path.exists())
+        if self._started:
             self._read()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("w", encoding="utf-8") as fh:
-                fh.write(json.dumps({"identity": self.identity}) + "\n")
 
     def _read(self) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -62,6 +61,11 @@ class Journal:
 
     def add(self, key: Any, value: Any) -> None:
         """Record a finished item durably."""
+        if not self._started:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("w", encoding="utf-8") as fh:
+                fh.write(json.dumps({"identity": self.identity}) + "\n")
+            self._started = True
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": key, "value": value}) + "\n")
             fh.flush()

@@ -35,13 +35,13 @@ class Moments:
         """Fold in one batch of responses shaped (batch, channels, *spatial)."""
         if x.dim() < 2 or x.shape[1] != self.mean.numel():
             raise ValueError(f"expected (batch, {self.mean.numel()}, ...) responses, got {tuple(x.shape)}")
-        x = x.detach().to(torch.float64).transpose(0, 1).reshape(x.shape[1], -1)
-        n_b = x.shape[1]
+        n_b = x.numel() // x.shape[1]
         if n_b == 0:
             return
-        mean_b = x.mean(dim=1)
-        m2_b = (x - mean_b[:, None]).square_().sum(dim=1)
-        self.merge(n_b, mean_b, m2_b)
+        dims = [0, *range(2, x.dim())]
+        # One fused float64 pass (Welford inside) per batch; no transposed copy.
+        var_b, mean_b = torch.var_mean(x.detach().to(torch.float64), dim=dims, correction=0)
+        self.merge(n_b, mean_b, var_b * n_b)
 
     def merge(self, n_b: int, mean_b: Tensor, m2_b: Tensor) -> None:
         """Chan et al.: combine (count, mean, M2) of two disjoint parts exactly."""
