@@ -8,31 +8,22 @@ Three ways to get path samples (Veit et al. Sec. 4.2), one run, same model and i
 - naive, one route per batch: Veit's procedure, B images all on the same path, one path
   sample per forward/backward.
 
+Peak memory per call as in ``common`` (CUDA max_memory_allocated, or sampled RSS growth).
+
 Run: python benchmarks/path_gradients.py --model resnet56 --batch-size 128
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from common import MiB, measure
 
 from resnet_probe.analyses.path_gradients import draw_routes, routable_units
 from resnet_probe.executor import Executor
 from resnet_probe.load import load_model
-
-
-def _seconds(fn, device: torch.device) -> float:
-    """Wall time of one call of ``fn``."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -78,16 +69,20 @@ def main() -> None:
     # Interleaved rounds, best round per method: other work on a shared machine only ever
     # slows a call down, so the minimum is the least disturbed measurement.
     times: dict[str, list[float]] = {name: [] for name in methods}
+    peaks: dict[str, int] = {name: 0 for name in methods}
     for _ in range(args.rounds):
         for name, (fn, _, calls) in methods.items():
-            times[name].append(sum(_seconds(fn, executor.device) for _ in range(calls)) / calls)
+            runs = [measure(fn, executor.device) for _ in range(calls)]
+            times[name].append(sum(m.seconds for m in runs) / calls)
+            peaks[name] = max(peaks[name], *(m.peak for m in runs))
     rates = {name: methods[name][1] / min(ts) for name, ts in times.items()}
     medians = {name: methods[name][1] / float(np.median(ts)) for name, ts in times.items()}
     print(f"{args.model}: {n} units, batch {b}, device {executor.device}, "
           f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
-    print(f"  {'path samples/s':>50s} {'best round':>11s} {'median':>9s}")
+    print(f"  {'path samples/s':>50s} {'best round':>11s} {'median':>9s} {'s/call':>8s} {'peak MiB':>9s}")
     for name in methods:
-        print(f"  {name:50s} {rates[name]:11.1f} {medians[name]:9.1f}")
+        print(f"  {name:50s} {rates[name]:11.1f} {medians[name]:9.1f} {min(times[name]):8.3f} "
+              f"{peaks[name] / MiB:9.1f}")
     for name in list(methods)[1:]:
         print(f"  speed-up of batched routing over {name:34s} {rates['batched routing'] / rates[name]:7.1f}x "
               f"(median {medians['batched routing'] / medians[name]:.1f}x)")

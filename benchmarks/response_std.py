@@ -8,8 +8,8 @@ Two ways to get He et al.'s Fig. 7 numbers, one run, same model and images:
   ``std``; memory O(images x activations);
 - forward only: the same passes without any capture, the floor both pay.
 
-Peak memory is the process's resident set (sampled every millisecond from /proc on CPU) or
-``torch.cuda.max_memory_allocated`` on a GPU, above what was in use before the pass.
+Peak memory as in ``common``: the process's resident set (sampled every millisecond from
+/proc on CPU) or ``torch.cuda.max_memory_allocated`` on a GPU, above what was in use before.
 
 Run: python benchmarks/response_std.py --model resnet56 --limit 846
 """
@@ -17,14 +17,11 @@ Run: python benchmarks/response_std.py --model resnet56 --limit 846
 from __future__ import annotations
 
 import argparse
-import os
-import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
+from common import measure
 from torch import Tensor
 
 from resnet_probe.analyses.response_std import response_std
@@ -66,46 +63,15 @@ def forward_only(executor: Executor, data: DataSource, batch_size: int) -> Stds:
     return {}
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def measure(fn: Callable[[], Stds], device: torch.device) -> tuple[float, int, Stds]:
-    """Wall seconds, peak bytes above the starting level, and the result of one call."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        start = time.perf_counter()
-        out = fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated() - base, out
-    base, peak, done = _rss(), [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    try:
-        out = fn()
-    finally:
-        seconds = time.perf_counter() - start
-        done.set()
-        sampler.join()
-    return seconds, max(peak[0], _rss()) - base, out
-
-
 def main() -> None:
     """Time both ways in interleaved rounds and print time, ratio, peak memory and agreement."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet56")
-    parser.add_argument("--data", default=str(FIXTURE) if FIXTURE.is_file() else None,
-                        help="an .npz of images (default: the CIFAR-10 fixture, else digits)")
+    parser.add_argument(
+        "--data",
+        default=str(FIXTURE) if FIXTURE.is_file() else None,
+        help="an .npz of images (default: the CIFAR-10 fixture, else digits)",
+    )
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
@@ -134,26 +100,36 @@ def main() -> None:
     # slows a call down, so the minimum is the least disturbed measurement.
     for _ in range(args.rounds):
         for name, fn in methods.items():
-            seconds, peak, outs[name] = measure(fn, executor.device)
-            times[name].append(seconds)
-            peaks[name].append(peak)
+            m = measure(fn, executor.device)
+            outs[name] = m.value
+            times[name].append(m.seconds)
+            peaks[name].append(m.peak)
     (s_name, s_out), (n_name, n_out), _ = outs.items()
     rel = max(
-        max(abs(s_out[k][0] - n_out[k][0]) / n_out[k][0],
-            float(np.max(np.abs(np.subtract(s_out[k][1], n_out[k][1])) / np.array(n_out[k][1]))))
+        max(
+            abs(s_out[k][0] - n_out[k][0]) / n_out[k][0],
+            float(np.max(np.abs(np.subtract(s_out[k][1], n_out[k][1])) / np.array(n_out[k][1]))),
+        )
         for k in s_out
     )
-    print(f"{args.model}: {len(s_out)} response layers, {len(data)} images ({data.name}), batch {args.batch_size}, "
-          f"device {executor.device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}")
+    print(
+        f"{args.model}: {len(s_out)} response layers, {len(data)} images ({data.name}), batch {args.batch_size}, "
+        f"device {executor.device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+    )
     print(f"  {'':28s} {'best s':>8s} {'median s':>9s} {'peak MiB':>9s}")
     for name in methods:
-        print(f"  {name:28s} {min(times[name]):8.2f} {float(np.median(times[name])):9.2f} "
-              f"{max(peaks[name]) / 2**20:9.1f}")
-    print(f"  naive / streaming: time {min(times[n_name]) / min(times[s_name]):.2f}x, "
-          f"peak memory {max(peaks[n_name]) / max(max(peaks[s_name]), 1):.1f}x")
+        print(
+            f"  {name:28s} {min(times[name]):8.2f} {float(np.median(times[name])):9.2f} {max(peaks[name]) / 2**20:9.1f}"
+        )
+    print(
+        f"  naive / streaming: time {min(times[n_name]) / min(times[s_name]):.2f}x, "
+        f"peak memory {max(peaks[n_name]) / max(max(peaks[s_name]), 1):.1f}x"
+    )
     floor = min(times["forward only (reference)"])
-    print(f"  reduction overhead over the bare forward passes: streaming {min(times[s_name]) / floor - 1:+.0%}, "
-          f"naive {min(times[n_name]) / floor - 1:+.0%}")
+    print(
+        f"  reduction overhead over the bare forward passes: streaming {min(times[s_name]) / floor - 1:+.0%}, "
+        f"naive {min(times[n_name]) / floor - 1:+.0%}"
+    )
     print(f"  largest relative difference between the two (overall and per-channel std): {rel:.2e}")
 
 

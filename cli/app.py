@@ -43,21 +43,59 @@ app.command("reorder")(reorder_cmd.reorder)
 app.command("demo")(demo)
 
 
+# typer >= 0.2x vendors click: its usage errors derive from typer.TyperException, not click's.
+_USAGE_ERRORS = tuple({click.ClickException, getattr(typer, "TyperException", click.ClickException)})
+_ABORTS = tuple({click.Abort, typer.Abort, KeyboardInterrupt})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = app(args=args, prog_name="resnet-probe", standalone_mode=False)
     except ProbeError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+        _error(message)
         sys.exit(2)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except _USAGE_ERRORS as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # the help text, as for `resnet-probe --help`
+            sys.exit(0)
+        _error(_usage_line(exc, args))
+        sys.exit(getattr(exc, "exit_code", 2))
+    except _ABORTS:
+        code = 130
+    if code == 130:  # typer turns Ctrl-C inside a command into this return code
         err.print(Text("interrupted", style="bold red"))
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(message: str) -> None:
+    err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
+def _usage_line(exc: Exception, args: list[str]) -> str:
+    """A click usage error as one line: the message, the value given, where help is."""
+    message = " ".join(str(exc.format_message()).split()).rstrip(".")  # type: ignore[attr-defined]
+    opts = getattr(getattr(exc, "param", None), "opts", None) or []
+    given = next((v for v in (_value_after(args, o) for o in opts) if v is not None), None)
+    if given is not None and repr(given) not in message:
+        message += f" (got {given!r})"
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f"; see `{ctx.command_path} --help`"
+    return message
+
+
+def _value_after(args: list[str], opt: str) -> str | None:
+    """The value given to ``opt``; the last one wins, as in click."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == opt and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(opt + "="):
+            value = arg[len(opt) + 1 :]
+    return value
 
 
 if __name__ == "__main__":

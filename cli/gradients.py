@@ -32,6 +32,7 @@ def gradients(
     seed: o.Seed = 0,
     out_dir: o.Out = None,
     force: o.Force = False,
+    resume: o.Resume = False,
     title: o.Title = None,
     random_init: o.RandomInit = False,
     pretrained: o.Pretrained = False,
@@ -45,7 +46,7 @@ def gradients(
     """
     common = o.Common(
         model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, split,
+        random_init, pretrained, download, precision, split, resume,
     )
     _, record, result = run_analysis(
         PathGradientsAnalysis(), common, {"samples": samples, "k": k, "share": share}

@@ -46,6 +46,7 @@ def lesion(
     seed: o.Seed = 0,
     out_dir: o.Out = None,
     force: o.Force = False,
+    resume: o.Resume = False,
     title: o.Title = None,
     random_init: o.RandomInit = False,
     pretrained: o.Pretrained = False,
@@ -59,7 +60,7 @@ def lesion(
     """
     common = o.Common(
         model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, split,
+        random_init, pretrained, download, precision, split, resume,
     )
     options = {"delete": delete, "random_k": random_k, "samples": samples}
     _, record, result = run_analysis(LesionAnalysis(), common, options, compare=compare or ())

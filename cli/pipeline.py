@@ -13,6 +13,7 @@ from resnet_probe.analyses.base import Analysis, RunContext, no_progress
 from resnet_probe.data import DataSource, load_data
 from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
+from resnet_probe.journal import Journal
 from resnet_probe.load import load_model
 from resnet_probe.loaded import LoadedModel
 from resnet_probe.results import Result, RunRecord, write_json
@@ -20,7 +21,7 @@ from resnet_probe.spec import parse, parse_with_checkpoint
 
 from .console import err, out, rich_progress
 from .options import Common
-from .output import run_directory
+from .output import JOURNAL, run_directory
 
 
 def weights_mode(common: Common) -> str:
@@ -69,9 +70,13 @@ def run_analysis(
 ) -> tuple[Path, RunRecord, Result]:
     """Run one analysis end to end; returns the run directory, the record and the result."""
     started = time.perf_counter()
+    if isinstance(common.seed, bool) or not isinstance(common.seed, int) or common.seed < 0:
+        raise ProbeError(f"--seed {common.seed!r}: must be a whole number >= 0")
     if distributed.init_from_env() and not distributed.is_main():
         out.quiet = True  # only rank 0 prints results
-    out_dir = run_directory(common.out, analysis.name, common.model, common.force)
+    out_dir = run_directory(common.out, analysis.name, common.model, common.force, common.resume)
+    if common.resume and distributed.world() > 1:
+        raise ProbeError("--resume works in single-process runs only; rerun without torchrun")
     device = resolve_device(common.device)
     if device.type == "cuda" and distributed.world() > 1:
         device = torch.device("cuda", distributed.local_device_index())
@@ -83,6 +88,16 @@ def run_analysis(
         spec, ckpt = parse_with_checkpoint(text)
         other = open_model(str(spec), ckpt, common, data)
         compared.append((other, Executor(_to(other, device), device, common.precision)))
+    journal = None
+    if analysis.resumable and distributed.world() == 1:
+        identity = {
+            "analysis": analysis.name,
+            "models": [m.describe() for m in [loaded, *(c for c, _ in compared)]],
+            "data": data.describe() if data is not None else None,
+            "seed": common.seed, "batch_size": common.batch_size, "precision": common.precision,
+            "device": str(device), "options": _jsonable(options),
+        }
+        journal = Journal(out_dir / JOURNAL, identity, resume=common.resume)
     ctx = RunContext(
         loaded=loaded,
         executor=Executor(_to(loaded, device), device, common.precision),
@@ -91,6 +106,7 @@ def run_analysis(
         seed=common.seed,
         progress=rich_progress if distributed.is_main() else no_progress,
         compare=tuple(compared),
+        journal=journal,
     )
     result = analysis.run(ctx, **options)
     record = RunRecord(
@@ -107,6 +123,8 @@ def run_analysis(
     )
     if distributed.is_main():
         write_outputs(out_dir, record, result)
+        if journal is not None:
+            journal.close()
     distributed.barrier()
     return out_dir, record, result
 

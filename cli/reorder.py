@@ -31,6 +31,7 @@ def reorder(
     seed: o.Seed = 0,
     out_dir: o.Out = None,
     force: o.Force = False,
+    resume: o.Resume = False,
     title: o.Title = None,
     random_init: o.RandomInit = False,
     pretrained: o.Pretrained = False,
@@ -44,7 +45,7 @@ def reorder(
     """
     common = o.Common(
         model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, split,
+        random_init, pretrained, download, precision, split, resume,
     )
     _, record, result = run_analysis(ReorderAnalysis(), common, {"swaps": swaps, "samples": samples})
     assert isinstance(result, ReorderResult)

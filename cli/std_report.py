@@ -34,8 +34,7 @@ def std_report(
 ) -> None:
     """Std of every 3x3 conv's response after BN, per model; default: plain20/56, resnet20/56/110.
 
-    Models without --model's =CHECKPOINT come from the cache; on digits missing ones are trained
-    first (the short digits recipe).
+    A model without =CHECKPOINT comes from the cache; on digits a missing one is trained first.
 
     Example: resnet-probe std-report --model plain20 --model resnet20=ckpt.safetensors
     """
@@ -45,8 +44,21 @@ def std_report(
         ensure_trained([s for s, ckpt in parsed if ckpt is None], dataset or "digits", seed, device, download)
     (first, first_ckpt), rest = parsed[0], texts[1:]
     common = o.Common(
-        str(first), first_ckpt, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, False, download, precision, split,
+        model=str(first),
+        checkpoint=first_ckpt,
+        dataset=dataset,
+        data=data,
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        out=out_dir,
+        force=force,
+        title=title,
+        random_init=random_init,
+        download=download,
+        precision=precision,
+        split=split,
     )
     _, record, result = run_analysis(ResponseStdAnalysis(), common, {}, compare=rest)
     print_reading(record, result)
@@ -68,9 +80,11 @@ def ensure_trained(specs: list[ModelSpec], dataset: str, seed: int, device: str,
         return
     if not missing:
         return
-    out.print(f"training {len(missing)} model(s) on digits first (no cached checkpoint): "
-              f"{', '.join(s.name for s in missing)}", markup=False)
+    out.print(
+        f"training {len(missing)} model(s) on digits first (no cached checkpoint): "
+        f"{', '.join(s.name for s in missing)}",
+        markup=False,
+    )
     train_src, test_src = open_train_data("digits", None, download)
     for spec in missing:
         fit(spec, train_src, test_src, dataset="digits", seed=seed, device=device)
-

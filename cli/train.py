@@ -29,13 +29,24 @@ from . import options as o
 from .console import err, out
 from .pipeline import print_reading, run_analysis
 
-Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training set (default: the recipe's).")]
-Iters = Annotated[Optional[int], typer.Option("--iters", help="Total iterations; lr steps at 50 % and 75 % of them (He: 64000).")]
-LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 0.1).")]
-TrainBatch = Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Images per step (default: 128; digits 32).")]
-TrainPrecision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (mixed precision on GPU only).")]
+Epochs = Annotated[
+    Optional[int], typer.Option("--epochs", help="Passes over the training set (default: the recipe's).")
+]
+Iters = Annotated[
+    Optional[int], typer.Option("--iters", help="Total iterations; lr steps at 50 % and 75 % of them (He: 64000).")
+]
+LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: 0.1; digits 0.05).")]
+TrainBatch = Annotated[
+    Optional[int], typer.Option("--batch-size", "-b", help="Images per step (default: 128; digits 32).")
+]
+TrainPrecision = Annotated[
+    str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (mixed precision on GPU only).")
+]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch.")]
-CheckpointOut = Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint file (default: the cache, where later commands find it).")]
+CheckpointOut = Annotated[
+    Optional[Path],
+    typer.Option("--out", "-o", help="Checkpoint file (default: the cache, where later commands find it)."),
+]
 Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="SPEC[=CHECKPOINT]; repeat for several.")]
 
 
@@ -69,9 +80,15 @@ def training_progress(title: str) -> Iterator[callable]:  # type: ignore[valid-t
 def epoch_line(r: dict, epochs: int) -> str:
     """One epoch of the history as a log line."""
     test = (
-        f"test loss {r['test_loss']:.4f} err {100 * r['test_error']:.2f} %" if r.get("test_error") is not None else "no test set"
+        f"test loss {r['test_loss']:.4f} err {100 * r['test_error']:.2f} %"
+        if r.get("test_error") is not None
+        else "no test set"
     )
-    train = f"train loss {r['train_loss']:.4f} err {100 * r['train_error']:.2f} %" if r.get("train_error") is not None else ""
+    train = (
+        f"train loss {r['train_loss']:.4f} err {100 * r['train_error']:.2f} %"
+        if r.get("train_error") is not None
+        else ""
+    )
     return f"epoch {r['epoch']}/{epochs}  it {r['iteration']}  lr {r['lr']:.4g}  {train}  {test}  {r['seconds']:.1f} s"
 
 
@@ -122,8 +139,18 @@ def train(
     spec = parse(model)
     train_src, test_src = open_train_data(dataset, data, download)
     fit(
-        spec, train_src, test_src, dataset=dataset or train_src.name, epochs=epochs, iters=iters, lr=lr,
-        batch_size=batch_size, seed=seed, device=device, precision=precision, resume=resume,
+        spec,
+        train_src,
+        test_src,
+        dataset=dataset or train_src.name,
+        epochs=epochs,
+        iters=iters,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        precision=precision,
+        resume=resume,
         checkpoint_path=out_path,
     )
 
@@ -163,7 +190,9 @@ def _resolve(text: str, dataset: str) -> tuple[ModelSpec, Path]:
 
 def _cached_runs(dataset: str) -> list[tuple[ModelSpec, Path]]:
     folder = cache.home() / "checkpoints" / dataset
-    files = sorted(p for p in folder.glob("*.safetensors") if not p.name.endswith(RESUME_SUFFIX)) if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.glob("*.safetensors") if not p.name.endswith(RESUME_SUFFIX)) if folder.is_dir() else []
+    )
     runs = []
     for path in files:
         saved = read_checkpoint(path).metadata.get("spec")
@@ -171,7 +200,7 @@ def _cached_runs(dataset: str) -> list[tuple[ModelSpec, Path]]:
             runs.append((parse(str(saved)), path))
     if not runs:
         raise CheckpointError(
-            f"no trained checkpoints for {dataset} in {folder}; run `resnet-probe train --model MODEL --dataset {dataset}` "
-            f"or pass --model SPEC=CHECKPOINT"
+            f"no trained checkpoints for {dataset} in {folder}; run "
+            f"`resnet-probe train --model MODEL --dataset {dataset}` or pass --model SPEC=CHECKPOINT"
         )
     return runs

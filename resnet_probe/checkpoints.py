@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import struct
 import tempfile
 import warnings
@@ -206,9 +207,7 @@ def _read_torch(path: Path, sha: str) -> CheckpointData:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" in str(exc).lower():
-            raise CheckpointError(
-                f"refused to load {path}: it contains code/objects, not only tensors (weights_only=True)"
-            ) from None
+            raise CheckpointError(f"refused to load {path}: {_refusal(str(exc))} (weights_only=True)") from None
         raise CheckpointError(f"{path} is not a checkpoint ({_why(exc)})") from None
     except (EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_why(exc)})") from None
@@ -217,6 +216,17 @@ def _read_torch(path: Path, sha: str) -> CheckpointData:
             f"cannot read checkpoint {path}: truncated, corrupt or not a checkpoint ({_why(exc)})"
         ) from None
     return _unwrap(obj, path, sha)
+
+
+def _refusal(message: str) -> str:
+    """Why the weights-only unpickler refused a file, in a few words."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    if found:
+        return f"it would import {found.group(1)}, i.e. run code, not only read tensors"
+    found = re.search(r"Unsupported operand (\d+)", message)
+    if found:
+        return f"not a checkpoint of plain tensors (pickle opcode {found.group(1)} is not allowed)"
+    return "it contains code/objects, not only tensors"
 
 
 def _why(exc: BaseException) -> str:

@@ -38,7 +38,7 @@ class Journal:
         if header != self.identity:
             raise OutputError(
                 f"--resume: {self.path} belongs to a different run (other model, data or options); "
-                "rerun without --resume to start over"
+                "rerun with --force instead of --resume to start over"
             )
         for line in lines[1:]:
             try:

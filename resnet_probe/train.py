@@ -115,8 +115,13 @@ def train_model(
     model = loaded.model
     depth = getattr(model, "depth", None)
     recipe = choose_recipe(
-        dataset, len(data_train), depth=depth if isinstance(depth, int) else None,
-        epochs=epochs, iters=iters, lr=lr, batch_size=batch_size,
+        dataset,
+        len(data_train),
+        depth=depth if isinstance(depth, int) else None,
+        epochs=epochs,
+        iters=iters,
+        lr=lr,
+        batch_size=batch_size,
     )
     prep = data_train.default_preprocessing
     model.to(dev)
@@ -126,9 +131,16 @@ def train_model(
         model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
-    identity = {"spec": str(spec), "dataset": dataset, "seed": seed, "train_size": len(data_train), "recipe": recipe.to_dict()}
+    identity = {
+        "spec": str(spec),
+        "dataset": dataset,
+        "seed": seed,
+        "train_size": len(data_train),
+        "recipe": recipe.to_dict(),
+    }
 
-    start_epoch, iteration, history, seconds = 0, 0, [], 0.0
+    start_epoch, iteration, seconds = 0, 0, 0.0
+    history: list[dict[str, Any]] = []
     if resume:
         start_epoch, iteration, history, seconds = _resume(state_path, identity, model, optimizer, scaler)
 
@@ -150,15 +162,19 @@ def train_model(
             loss_sum += loss * y.shape[0]
             correct += hits
             seen += int(y.shape[0])
-            emit(TrainStatus("step", epoch, total_epochs, iteration, recipe.iters, lr_now, loss_sum / seen, correct / seen))
+            emit(
+                TrainStatus(
+                    "step", epoch, total_epochs, iteration, recipe.iters, lr_now, loss_sum / seen, correct / seen
+                )
+            )
         test_loss, test_acc = _evaluate(model, data_test, prep, dev, amp, recipe.batch_size)
         elapsed = time.perf_counter() - started
         seconds += elapsed
         train_loss, train_acc = (loss_sum / seen, correct / seen) if seen else (math.nan, math.nan)
-        record = {
+        record: dict[str, Any] = {
             "epoch": epoch + 1,
             "iteration": iteration,
-            "lr": recipe.lr_at(iteration - 1),
+            "lr": recipe.lr_at(max(iteration - 1, 0)),
             "train_loss": train_loss if seen else None,
             "train_error": 1 - train_acc if seen else None,
             "test_loss": test_loss,
@@ -166,26 +182,59 @@ def train_model(
             "seconds": round(elapsed, 3),
         }
         history.append(record)
-        meta = {**identity, "epoch": epoch + 1, "iteration": iteration, "history": history,
-                "seconds": seconds, "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+        meta = {
+            **identity,
+            "epoch": epoch + 1,
+            "iteration": iteration,
+            "history": history,
+            "seconds": seconds,
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        }
         save_state(state_path, model, optimizer, meta)
-        emit(TrainStatus("epoch", epoch, total_epochs, iteration, recipe.iters, record["lr"], train_loss, train_acc, record))
+        emit(
+            TrainStatus(
+                "epoch", epoch, total_epochs, iteration, recipe.iters, record["lr"], train_loss, train_acc, record
+            )
+        )
 
     final = history[-1] if history else {}
     test_error = final.get("test_error")
-    train_args = {**recipe.to_dict(), "seed": seed, "device": str(dev), "precision": _precision_name(amp),
-                  "train_size": len(data_train), "test_size": len(data_test) if data_test is not None else None,
-                  "seconds": round(seconds, 3)}
+    train_args = {
+        **recipe.to_dict(),
+        "seed": seed,
+        "device": str(dev),
+        "precision": _precision_name(amp),
+        "train_size": len(data_train),
+        "test_size": len(data_test) if data_test is not None else None,
+        "seconds": round(seconds, 3),
+    }
     save_checkpoint(
-        path, model, spec, dataset=dataset, num_classes=data_train.num_classes, preprocessing=prep,
-        accuracy=None if test_error is None else 1 - test_error, train_args=train_args, history=history,
+        path,
+        model,
+        spec,
+        dataset=dataset,
+        num_classes=data_train.num_classes,
+        preprocessing=prep,
+        accuracy=None if test_error is None else 1 - test_error,
+        train_args=train_args,
+        history=history,
     )
     state_path.unlink(missing_ok=True)
-    emit(TrainStatus("end", total_epochs, total_epochs, iteration, recipe.iters, recipe.lr_at(iteration - 1), record=final))
+    emit(
+        TrainStatus(
+            "end", total_epochs, total_epochs, iteration, recipe.iters, recipe.lr_at(iteration - 1), record=final
+        )
+    )
     return TrainResult(
-        spec=str(spec), dataset=dataset, checkpoint=path, recipe=recipe, history=tuple(history),
-        iterations=iteration, seconds=seconds,
-        test_accuracy=None if test_error is None else 1 - test_error, test_loss=final.get("test_loss"),
+        spec=str(spec),
+        dataset=dataset,
+        checkpoint=path,
+        recipe=recipe,
+        history=tuple(history),
+        iterations=iteration,
+        seconds=seconds,
+        test_accuracy=None if test_error is None else 1 - test_error,
+        test_loss=final.get("test_loss"),
         resumed_from_epoch=start_epoch,
     )
 
@@ -208,7 +257,10 @@ def _precision_name(dtype: torch.dtype | None) -> str:
 
 
 def _resume(
-    state_path: Path, identity: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+    state_path: Path,
+    identity: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
 ) -> tuple[int, int, list[dict[str, Any]], float]:
     """Load the saved state into model, optimizer and scaler; returns epoch, iteration, history, seconds."""
@@ -227,7 +279,12 @@ def _resume(
     if scaler.is_enabled() and state.meta.get("scaler"):
         scaler.load_state_dict(state.meta["scaler"])
     restore_rng(state.rng)
-    return int(state.meta["epoch"]), int(state.meta["iteration"]), list(state.meta["history"]), float(state.meta["seconds"])
+    return (
+        int(state.meta["epoch"]),
+        int(state.meta["iteration"]),
+        list(state.meta["history"]),
+        float(state.meta["seconds"]),
+    )
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -248,7 +305,7 @@ def _epoch_batches(
         return
     gen = torch.Generator().manual_seed(s + 1)
     # Zero padding in pixel space is -mean/std after normalisation.
-    fill = torch.tensor([-m / sd for m, sd in zip(prep.mean, prep.std)], device=dev).view(1, -1, 1, 1)
+    fill = torch.tensor([-m / sd for m, sd in zip(prep.mean, prep.std, strict=True)], device=dev).view(1, -1, 1, 1)
     for x, y in batches:
         yield random_crop(x, gen, fill), y
 
@@ -267,8 +324,13 @@ def random_crop(x: Tensor, gen: torch.Generator, fill: Tensor, pad: int = CIFAR_
 
 
 def _step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-    x: Tensor, y: Tensor, amp: torch.dtype | None, dev: torch.device,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    x: Tensor,
+    y: Tensor,
+    amp: torch.dtype | None,
+    dev: torch.device,
 ) -> tuple[float, int]:
     """One SGD step; returns the batch's mean loss and its correct predictions."""
     if dev.type == "cuda":
@@ -284,8 +346,12 @@ def _step(
 
 
 def _evaluate(
-    model: nn.Module, data: DataSource | None, prep: Preprocessing, dev: torch.device,
-    amp: torch.dtype | None, batch_size: int,
+    model: nn.Module,
+    data: DataSource | None,
+    prep: Preprocessing,
+    dev: torch.device,
+    amp: torch.dtype | None,
+    batch_size: int,
 ) -> tuple[float | None, float | None]:
     """Mean cross-entropy and accuracy on the test set in eval mode; training mode restored."""
     if data is None:

@@ -45,7 +45,7 @@ def test_digits_recipe_is_short_cosine_without_flips() -> None:
     assert (r.name, r.schedule, r.augment, r.warmup_iters) == ("digits", "cosine", "crop", 0)
     assert (r.batch_size, r.iters, r.epochs(1_297), r.lr) == (32, 205, 5, 0.05)  # 41 steps an epoch
     lrs = [r.lr_at(i) for i in range(r.iters)]
-    assert lrs[0] == 0.05 and all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 1e-5
+    assert lrs[0] == 0.05 and all(a > b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] < 1e-5
     assert r.lr_at(41) == pytest.approx(0.025 * (1 + math.cos(math.pi / 5)))
     deep = choose_recipe("digits", 1_297, depth=110)
     assert deep.warmup_iters == -(-1_297 // deep.batch_size) and deep.lr_at(0) == pytest.approx(deep.lr / 10)
@@ -131,19 +131,25 @@ def test_resume_refuses_a_missing_or_different_run(tiny, tmp_path: Path) -> None
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_model("resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, progress=stop, device="cpu")
+        train_model(
+            "resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, progress=stop, device="cpu"
+        )
     with pytest.raises(ProbeError, match="started with lr=0.05, this run has lr=0.2"):
-        train_model("resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, lr=0.2,
-                    resume=True, device="cpu")
+        train_model(
+            "resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, lr=0.2, resume=True, device="cpu"
+        )
     with pytest.raises(ProbeError, match="started with seed=0, this run has seed=1"):
-        train_model("resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, seed=1,
-                    resume=True, device="cpu")
+        train_model(
+            "resnet20", train, test, checkpoint_path=target, epochs=2, batch_size=32, seed=1, resume=True, device="cpu"
+        )
 
 
 @pytest.mark.parametrize("name", ["plain20", "preact_resnet20", "resnet20_b"])
 def test_every_kind_of_zoo_net_trains_and_loads(name: str, tiny, tmp_path: Path) -> None:
     train, test = tiny
-    result = train_model(name, train, test, iters=2, batch_size=16, device="cpu", checkpoint_path=tmp_path / "m.safetensors")
+    result = train_model(
+        name, train, test, iters=2, batch_size=16, device="cpu", checkpoint_path=tmp_path / "m.safetensors"
+    )
     assert result.iterations == 2 and len(result.history) == 1
     assert result.history[0]["train_loss"] > 0 and 0 <= result.history[0]["test_error"] <= 1
     loaded = load_model(name, checkpoint=result.checkpoint)

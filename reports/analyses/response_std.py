@@ -26,7 +26,7 @@ def _frame(result: ResponseStdResult) -> pd.DataFrame:
     rows = []
     for model in result.models:
         ranked = sorted(model.stds, reverse=True)
-        for i, (std, sorted_std) in enumerate(zip(model.stds, ranked), start=1):
+        for i, (std, sorted_std) in enumerate(zip(model.stds, ranked, strict=True), start=1):
             rows.append({"model": _label(model), "layer": i, "std": std, "sorted std": sorted_std})
     return pd.DataFrame(rows)
 
@@ -39,16 +39,29 @@ def response_std_figures(result: ResponseStdResult, record: RunRecord) -> list[F
     frame = _frame(result)
     order = [_label(m) for m in result.models]
     dashes = {_label(m): "" if m.residual else (4, 2) for m in result.models}
+    positive = [v for v in frame["std"] if v > 0]
+    # Untrained deep nets reach stds 1000x a trained net's: a linear axis would flatten the rest.
+    log = bool(positive) and max(positive) > 100 * min(positive)
 
     def draw(axes: list[Axes]) -> None:
         for ax, y, title in ((axes[0], "std", "network order"), (axes[1], "sorted std", "sorted (descending)")):
             sns.lineplot(
-                data=frame, x="layer", y=y, hue="model", hue_order=order, style="model",
-                style_order=order, dashes=dashes, ax=ax, linewidth=1.4,
+                data=frame,
+                x="layer",
+                y=y,
+                hue="model",
+                hue_order=order,
+                style="model",
+                style_order=order,
+                dashes=dashes,
+                ax=ax,
+                linewidth=1.4,
             )
             ax.set_title(title)
             ax.set_xlabel("layer index (3x3 conv, in units)")
-            ax.set_ylabel("std of response")
+            ax.set_ylabel("std of response" + (" (log scale)" if log else ""))
+            if log:
+                ax.set_yscale("log")
         axes[1].get_legend().remove()
 
     caption = (
@@ -66,9 +79,13 @@ def response_std_tables(result: ResponseStdResult, record: RunRecord) -> list[Ta
         ["model", "kind", "layers", "mean std", "median std", "max std", "min std"],
         [
             [
-                _label(m), "residual" if m.residual else "plain", len(m.layers),
-                round(statistics.fmean(m.stds), 4), round(statistics.median(m.stds), 4),
-                round(max(m.stds), 4), round(min(m.stds), 4),
+                _label(m),
+                "residual" if m.residual else "plain",
+                len(m.layers),
+                round(statistics.fmean(m.stds), 4),
+                round(statistics.median(m.stds), 4),
+                round(max(m.stds), 4),
+                round(min(m.stds), 4),
             ]
             for m in result.models
             if m.layers
@@ -79,7 +96,8 @@ def response_std_tables(result: ResponseStdResult, record: RunRecord) -> list[Ta
         "Std of every response layer (network order; empty where a model has fewer layers)",
         ["layer"] + [_label(m) for m in result.models],
         [
-            [i + 1] + [(f"{m.layers[i].name}: {m.layers[i].std:.4f}" if i < len(m.layers) else "") for m in result.models]
+            [i + 1]
+            + [(f"{m.layers[i].name}: {m.layers[i].std:.4f}" if i < len(m.layers) else "") for m in result.models]
             for i in range(depth)
         ],
     )
@@ -105,17 +123,23 @@ def response_std_reading(result: ResponseStdResult, record: RunRecord) -> list[s
         sentences.append(
             f"{_label(res)} responds {'more weakly' if smaller else 'more strongly'} than its plain twin "
             f"{_label(twin)} ({mean[res.spec]:.3f} vs {mean[twin.spec]:.3f} mean std); "
-            + ("as He et al. report, the residual functions are closer to zero than the plain layers."
-               if smaller else "He et al. report the opposite (smaller responses in ResNets).")
+            + (
+                "as He et al. report, the residual functions are closer to zero than the plain layers."
+                if smaller
+                else "He et al. report the opposite (smaller responses in ResNets)."
+            )
         )
     residual = sorted((m for m in models if m.residual and m.depth), key=lambda m: m.depth or 0)
     if len(residual) > 1:
         values = [mean[m.spec] for m in residual]
-        falling = all(b < a for a, b in zip(values, values[1:]))
+        falling = all(b < a for a, b in zip(values, values[1:], strict=False))
         trail = ", ".join(f"{_label(m)} {mean[m.spec]:.3f}" for m in residual)
         sentences.append(
             f"With depth the ResNets' mean response std goes {trail}: "
-            + ("it shrinks as the nets get deeper, as in He et al. (each layer modifies the signal less)."
-               if falling else "not monotonically smaller with depth, unlike He et al.'s CIFAR-10 finding.")
+            + (
+                "it shrinks as the nets get deeper, as in He et al. (each layer modifies the signal less)."
+                if falling
+                else "not monotonically smaller with depth, unlike He et al.'s CIFAR-10 finding."
+            )
         )
     return sentences

@@ -38,18 +38,28 @@ def train_curves_figures(result: TrainCurvesResult, record: RunRecord) -> list[F
     """Error vs iteration, train dashed and test solid; plain and residual nets side by side."""
     import seaborn as sns
 
-    groups = [("plain", [r for r in result.runs if not r.residual]), ("residual", [r for r in result.runs if r.residual])]
+    groups = [
+        ("plain", [r for r in result.runs if not r.residual]),
+        ("residual", [r for r in result.runs if r.residual]),
+    ]
     groups = [(name, runs) for name, runs in groups if runs]
     if not groups:
         return []
 
     def draw(axes: list[Axes]) -> None:
-        for ax, (name, runs) in zip(axes, groups):
+        for ax, (name, runs) in zip(axes, groups, strict=True):
             frame = _frame(runs)
             sns.lineplot(
-                data=frame, x="iteration", y="error", hue="model", hue_order=[_label(r) for r in runs],
-                style="split", style_order=["test", "train"], dashes={"test": "", "train": (4, 2)},
-                ax=ax, linewidth=1.4,
+                data=frame,
+                x="iteration",
+                y="error",
+                hue="model",
+                hue_order=[_label(r) for r in runs],
+                style="split",
+                style_order=["test", "train"],
+                dashes={"test": "", "train": (4, 2)},
+                ax=ax,
+                linewidth=1.4,
             )
             ax.set_title(f"{name} nets" if len(groups) > 1 else "training curves")
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -69,13 +79,30 @@ def train_curves_tables(result: TrainCurvesResult, record: RunRecord) -> list[Ta
     rows = []
     for run in result.runs:
         tests = [h["test_error"] for h in run.history if h.get("test_error") is not None]
-        rows.append([
-            _label(run), run.dataset, "residual" if run.residual else "plain", len(run.history), run.iterations,
-            _pct(run.final_train_error), _pct(run.final_test_error), _pct(min(tests) if tests else None),
-            round(sum(h.get("seconds") or 0.0 for h in run.history), 1),
-        ])
-    columns = ["model", "dataset", "kind", "epochs", "iterations", "final train error", "final test error",
-               "best test error", "seconds"]
+        rows.append(
+            [
+                _label(run),
+                run.dataset,
+                "residual" if run.residual else "plain",
+                len(run.history),
+                run.iterations,
+                _pct(run.final_train_error),
+                _pct(run.final_test_error),
+                _pct(min(tests) if tests else None),
+                round(sum(h.get("seconds") or 0.0 for h in run.history), 1),
+            ]
+        )
+    columns = [
+        "model",
+        "dataset",
+        "kind",
+        "epochs",
+        "iterations",
+        "final train error",
+        "final test error",
+        "best test error",
+        "seconds",
+    ]
     return [Table("Training runs", columns, rows)]
 
 
@@ -97,8 +124,10 @@ def train_curves_reading(result: TrainCurvesResult, record: RunRecord) -> list[s
                 f"At depth {res.depth} the residual net ends {'below' if better else 'above'} its plain twin "
                 f"({_pct(res.final_test_error)} vs {_pct(twin.final_test_error)} test error)."
             )
-    ranked = sorted((r for r in result.runs if not r.residual and r.depth and r.final_train_error is not None),
-                    key=lambda r: r.depth or 0)
+    ranked = sorted(
+        (r for r in result.runs if not r.residual and r.depth and r.final_train_error is not None),
+        key=lambda r: r.depth or 0,
+    )
     if len(ranked) > 1:
         deep, shallow = ranked[-1], ranked[0]
         worse = (deep.final_train_error or 0) > (shallow.final_train_error or 0)

@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar, ContextManager, Iterator
 
 from ..data import DataSource
 from ..executor import Executor
+from ..journal import Journal
 from ..loaded import LoadedModel, Preprocessing
 from ..results import Result
 
@@ -34,6 +35,7 @@ class RunContext:
     progress: ProgressFactory = no_progress
     compare: tuple[tuple[LoadedModel, Executor], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    journal: Journal | None = None  # finished pieces of a resumable run (the CLI's progress.jsonl)
 
     @property
     def preprocessing(self) -> Preprocessing | None:
@@ -59,6 +61,7 @@ class Analysis(ABC):
     needs_labels: ClassVar[bool] = True
     needs_grad: ClassVar[bool] = False
     needs_weights: ClassVar[bool] = True
+    resumable: ClassVar[bool] = False  # journals finished pieces in ctx.journal, so --resume works
 
     @abstractmethod
     def run(self, ctx: RunContext, **options: Any) -> Result:

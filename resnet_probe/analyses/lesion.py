@@ -3,7 +3,8 @@
 Deleting a unit keeps its shortcut and drops its residual branch (``Unit.forward_deleted``).
 Three kinds of configuration: every deletable unit alone (the sweep), one given set, and
 ``samples`` random sets of k units for each k in a range. All configurations of one model go
-through one :func:`score_plans` call, so the executor shares their common prefixes.
+through one :func:`score_plans` call, so the executor shares their common prefixes; a run
+with a journal (the CLI's progress.jsonl) scores them in chunks and can resume.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ..errors import PlanError
-from ..evaluate import Score, score_plans
+from ..evaluate import Score
 from ..executor import Executor, Plan
 from ..loaded import LoadedModel
 from ..results import Result
 from ..topology import Topology
 from .base import Analysis, RunContext
+from .resumable import score_resumable
 
 DEFAULT_SAMPLES = 20
 
@@ -283,22 +285,29 @@ def plan_study(
     if not deletable:
         raise PlanError(f"{loaded.spec} has no deletable units")
     sets = [(i,) for i in deletable] if delete is None else [parse_delete(delete, topology)]
+    check_samples(samples)  # also without random_k: --samples 0 is a mistake either way
     drawn: list[tuple[int, tuple[int, ...]]] = []
     if random_k is not None:
         k_range = parse_range(random_k, "random_k", 1, len(deletable))
-        drawn = random_sets(topology, k_range, check_samples(samples), seed)
+        drawn = random_sets(topology, k_range, samples, seed)
     return LesionPlan(tuple(sets), tuple(drawn))
 
 
-def run_study(ctx: RunContext, loaded: LoadedModel, executor: Executor, plan: LesionPlan) -> LesionStudy:
-    """Score one model's planned configurations in one pass over the data."""
+def run_study(
+    ctx: RunContext, loaded: LoadedModel, executor: Executor, plan: LesionPlan, model_index: int = 0
+) -> LesionStudy:
+    """Score one model's planned configurations (one pass over the data, or journaled chunks).
+
+    Each configuration is journaled as ``{"model": model_index, "deleted": [...]}``.
+    """
     data = ctx.require_data("lesion")
     topology = loaded.topology
-    with ctx.progress(f"lesion {loaded.spec}", len(data)) as advance:
-        scores = score_plans(
-            executor, data, plan.plans, batch_size=ctx.batch_size,
-            preprocessing=loaded.preprocessing, progress=advance,
-        )
+    plans = plan.plans
+    keys = [{"model": model_index, "deleted": sorted(p.deleted)} for p in plans]
+    scores = score_resumable(
+        executor, data, plans, keys, journal=ctx.journal, batch_size=ctx.batch_size,
+        preprocessing=loaded.preprocessing, progress=ctx.progress, description=f"lesion {loaded.spec}",
+    )
     n_sets = len(plan.sets)
     base, own, rand = scores[0], scores[1 : 1 + n_sets], scores[1 + n_sets :]
     configs = tuple(
@@ -325,6 +334,7 @@ class LesionAnalysis(Analysis):
     name = "lesion"
     description = "accuracy after deleting residual units (Veit et al. 2016, Fig. 3 and 5a)"
     result_type = LesionResult
+    resumable = True
 
     def run(
         self,
@@ -347,7 +357,9 @@ class LesionAnalysis(Analysis):
         plans = [
             plan_study(lm, delete=delete, random_k=random_k, samples=samples, seed=ctx.seed) for lm, _ in models
         ]
-        own, *others = [run_study(ctx, lm, ex, p) for (lm, ex), p in zip(models, plans, strict=True)]
+        own, *others = [
+            run_study(ctx, lm, ex, p, i) for i, ((lm, ex), p) in enumerate(zip(models, plans, strict=True))
+        ]
         return LesionResult(
             own.baseline, own.configs, own.random_k, own.units, own.skipped, delete is None, tuple(others)
         )

@@ -10,6 +10,7 @@ couple the samples of a batch.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Sequence
@@ -21,6 +22,7 @@ from torch import Tensor
 from ..data import DataSource
 from ..errors import PlanError
 from ..executor import Executor
+from ..journal import Journal
 from ..loaded import Preprocessing
 from ..results import Result
 from ..topology import Topology
@@ -116,11 +118,15 @@ def sample_norms(
     batch_size: int = 128,
     preprocessing: Preprocessing | None = None,
     progress: Callable[[int], None] | None = None,
+    journal: Journal | None = None,
 ) -> np.ndarray:
     """Input-gradient norm of every path sample; ``lengths[j]`` is sample j's path length.
 
     Sample j takes image ``j mod len(data)``; the routes come from a generator seeded with
-    ``seed``, batch after batch, so the whole run is a function of the seed.
+    ``seed``, batch after batch, so the whole run is a function of the seed. With a
+    ``journal``, every finished batch is recorded under its index and a batch recorded by an
+    earlier run is read back instead of recomputed (its routes are still drawn, so the
+    generator stays in step).
     """
     units = routable_units(executor.topology)
     if not units:
@@ -129,12 +135,19 @@ def sample_norms(
     norms = np.empty(len(lengths), dtype=np.float64)
     done = 0
     batches = cycling_batches(data, batch_size, preprocessing, executor.device)
-    while done < len(lengths):
+    for index in itertools.count():
+        if done >= len(lengths):
+            break
         x, y = next(batches)
         b = min(int(x.shape[0]), len(lengths) - done)
         x, y = x[:b], y[:b]
         routes = draw_routes(lengths[done : done + b], units, executor.n_units, rng)
-        norms[done : done + b] = executor.routed_input_grad_norms(x, y, routes).double().cpu().numpy()
+        if journal is not None and journal.has(index):
+            norms[done : done + b] = journal.get(index)
+        else:
+            norms[done : done + b] = executor.routed_input_grad_norms(x, y, routes).double().cpu().numpy()
+            if journal is not None:
+                journal.add(index, norms[done : done + b].tolist())
         done += b
         if progress is not None:
             progress(b)
@@ -233,6 +246,7 @@ class PathGradientsAnalysis(Analysis):
     description = "input-gradient norm per path length and the effective paths (Veit et al. Fig. 6b/c)"
     result_type = PathGradientsResult
     needs_grad = True
+    resumable = True
 
     def run(
         self,
@@ -258,6 +272,6 @@ class PathGradientsAnalysis(Analysis):
         with ctx.progress("path gradients", len(lengths)) as advance:
             norms = sample_norms(
                 ctx.executor, data, lengths, seed=ctx.seed, batch_size=ctx.batch_size,
-                preprocessing=ctx.preprocessing, progress=advance,
+                preprocessing=ctx.preprocessing, progress=advance, journal=ctx.journal,
             )
         return summarise(ks, lengths, norms, n, share)

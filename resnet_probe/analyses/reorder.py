@@ -3,7 +3,8 @@
 Only units with equal input and output shapes can trade places: same stage, not the
 downsampling unit, same channels and stride. A new order comes from k random swaps of such
 pairs applied one after the other; its distance from the original is Kendall's tau between
-the two orders. All orders go through one :func:`score_plans` call (shared prefixes).
+the two orders. All orders go through one :func:`score_plans` call (shared prefixes), or
+journaled chunks of them when the run can resume.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from ..errors import PlanError
-from ..evaluate import score_plans
 from ..executor import Plan, validate_plan
 from ..results import Result
 from ..topology import Topology
 from .base import Analysis, RunContext
 from .lesion import Baseline, UnitInfo, check_samples, parse_range, unit_infos
+from .resumable import score_resumable
 
 DEFAULT_SAMPLES = 10
 MAX_SWAPS = 10_000
@@ -109,6 +110,7 @@ class ReorderAnalysis(Analysis):
     name = "reorder"
     description = "accuracy after swapping units, against Kendall tau (Veit et al. 2016, Fig. 5b)"
     result_type = ReorderResult
+    resumable = True
 
     def run(
         self,
@@ -132,11 +134,12 @@ class ReorderAnalysis(Analysis):
         plans = [Plan()] + [Plan(order=order) for _, order in drawn]
         for plan in plans:
             validate_plan(plan, topology)
-        with ctx.progress(f"reorder {ctx.loaded.spec}", len(data)) as advance:
-            scores = score_plans(
-                ctx.executor, data, plans, batch_size=ctx.batch_size,
-                preprocessing=ctx.preprocessing, progress=advance,
-            )
+        # Journal key: the order itself (the baseline is the identity order).
+        keys = [{"order": list(p.order) if p.order is not None else list(range(topology.n_units))} for p in plans]
+        scores = score_resumable(
+            ctx.executor, data, plans, keys, journal=ctx.journal, batch_size=ctx.batch_size,
+            preprocessing=ctx.preprocessing, progress=ctx.progress, description=f"reorder {ctx.loaded.spec}",
+        )
         configs = tuple(
             ReorderConfig(k, order, order_tau(order), sc.accuracy, sc.correct, sc.loss)
             for (k, order), sc in zip(drawn, scores[1:], strict=True)

@@ -102,7 +102,7 @@ class ResponseStdResult(Result):
     n_images: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ResponseStdResult":
+    def from_dict(cls, d: dict[str, Any]) -> ResponseStdResult:
         """Inverse of :meth:`to_dict`."""
         models = tuple(
             ModelStd(

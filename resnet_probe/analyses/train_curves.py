@@ -54,13 +54,16 @@ class TrainCurvesResult(Result):
     runs: tuple[TrainRun, ...]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainCurvesResult":
+    def from_dict(cls, d: dict[str, Any]) -> TrainCurvesResult:
         """Inverse of :meth:`to_dict`."""
         return cls(
             runs=tuple(
                 TrainRun(
-                    spec=r["spec"], dataset=r.get("dataset"), checkpoint=r.get("checkpoint"),
-                    residual=bool(r.get("residual", True)), depth=r.get("depth"),
+                    spec=r["spec"],
+                    dataset=r.get("dataset"),
+                    checkpoint=r.get("checkpoint"),
+                    residual=bool(r.get("residual", True)),
+                    depth=r.get("depth"),
                     history=tuple(dict(h) for h in r["history"]),
                 )
                 for r in d["runs"]

@@ -19,7 +19,10 @@ DEFAULT_CLASSES = 10
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy array saved under an .npz name
+            raise DataError(f"{path} holds a single array, not an .npz archive; expected {EXPECTED}")
+        with loaded as f:
             missing = [k for k in ("images", "labels") if k not in f.files]
             if missing:
                 raise DataError(
@@ -28,7 +31,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
                 )
             names = tuple(str(c) for c in f["classes"]) if "classes" in f.files else None
             return f["images"], f["labels"], names
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # EOFError: an empty file
         raise DataError(f"cannot read {path} as .npz ({e}); expected {EXPECTED}") from None
 
 

@@ -88,19 +88,39 @@ class TensorSource(DataSource):
         """Yield float32 ``(x, y)`` normalised with ``preprocessing`` (default: the data set's)."""
         check_batch_size(batch_size)
         prep = preprocessing or self.default_preprocessing
-        norm = Normaliser(prep, torch.device(device), channels=self.images.shape[1])
+        dev = torch.device(device)
+        norm = Normaliser(prep, dev, channels=self.images.shape[1])
         gen = torch.Generator().manual_seed(seed)
         n = len(self)
         order = torch.randperm(n, generator=gen) if shuffle else None
+        images, labels = self.images, self.labels
+        # On a GPU: the whole uint8 set uploaded once when it fits (augmentation draws on the
+        # CPU, so it stays there), else each batch pinned and copied without blocking.
+        resident = dev.type == "cuda" and not augment and fits_on_device(images, dev)
+        if resident:
+            images, labels = images.to(dev), labels.to(dev)
+        pin = dev.type == "cuda" and not resident
         for start in range(0, n, batch_size):
             if order is None:
-                x, y = self.images[start : start + batch_size], self.labels[start : start + batch_size]
+                x, y = images[start : start + batch_size], labels[start : start + batch_size]
             else:
                 idx = order[start : start + batch_size]
-                x, y = self.images[idx], self.labels[idx]
+                idx = idx.to(dev) if resident else idx
+                x, y = images[idx], labels[idx]
             if augment:
                 x = pad_crop_flip(x, gen)
-            yield norm(x), y.to(norm.device)
+            if pin:
+                x, y = x.pin_memory(), y.pin_memory()
+            yield norm(x), y.to(norm.device, non_blocking=True)
+
+
+RESIDENT_SHARE = 0.25  # of the free GPU memory a data set may take to be kept there whole
+
+
+def fits_on_device(images: Tensor, device: torch.device) -> bool:
+    """Whether ``images`` take under :data:`RESIDENT_SHARE` of the free memory of a CUDA device."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return images.numel() * images.element_size() < RESIDENT_SHARE * free
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -136,7 +156,7 @@ class Normaliser:
 
     def __call__(self, x: Tensor) -> Tensor:
         # move as uint8: a quarter of the bytes of float32
-        x = x.to(self.device).float().div_(255.0)
+        x = x.to(self.device, non_blocking=True).float().div_(255.0)
         if self.size and tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(
                 x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True

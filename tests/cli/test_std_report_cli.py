@@ -23,8 +23,23 @@ def home(tmp_path: Path, monkeypatch) -> Path:
 def test_std_report_measures_every_model(capsys, tmp_path: Path) -> None:
     out = tmp_path / "std"
     r = run_cli(
-        capsys, "std-report", "--model", "resnet20", "--model", "plain20", "--model", "resnet32",
-        "--random-init", "--limit", "24", "--batch-size", "10", "--device", "cpu", "--out", out,
+        capsys,
+        "std-report",
+        "--model",
+        "resnet20",
+        "--model",
+        "plain20",
+        "--model",
+        "resnet32",
+        "--random-init",
+        "--limit",
+        "24",
+        "--batch-size",
+        "10",
+        "--device",
+        "cpu",
+        "--out",
+        out,
     )
     assert r.code == 0, r.err
     doc = json.loads((out / "results.json").read_text())
@@ -50,14 +65,18 @@ def test_missing_cifar_models_name_the_train_command(capsys, home: Path, tmp_pat
 
 def test_digits_models_are_trained_on_the_spot_then_reused(capsys, home: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(recipe, "DIGITS_EPOCHS", 1)  # the mechanics, not the accuracy
-    r = run_cli(capsys, "std-report", "--model", "resnet20", "--limit", "32", "--device", "cpu", "--out", tmp_path / "a")
+    r = run_cli(
+        capsys, "std-report", "--model", "resnet20", "--limit", "32", "--device", "cpu", "--out", tmp_path / "a"
+    )
     assert r.code == 0, r.err
     assert "training 1 model(s) on digits first" in r.out and "saved zoo:resnet20 (digits, 41 iterations" in r.out
     ckpt = cache.find_trained("resnet20", "digits")
     assert ckpt is not None
     doc = json.loads((tmp_path / "a" / "results.json").read_text())
     assert doc["model"]["checkpoint"] == str(ckpt) and doc["model"]["weights"] == "cache"
-    r = run_cli(capsys, "std-report", "--model", "resnet20", "--limit", "32", "--device", "cpu", "--out", tmp_path / "b")
+    r = run_cli(
+        capsys, "std-report", "--model", "resnet20", "--limit", "32", "--device", "cpu", "--out", tmp_path / "b"
+    )
     assert r.code == 0 and "training" not in r.out
     again = json.loads((tmp_path / "b" / "results.json").read_text())
     assert again["result"] == doc["result"]

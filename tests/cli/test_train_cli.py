@@ -74,7 +74,9 @@ def test_train_out_writes_elsewhere_and_resumes(capsys, home: Path, tmp_path: Pa
     target = tmp_path / "mine.safetensors"
     args = ["train", "--model", "resnet20", "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--out", target]
     # A finished run leaves no resume state behind, so --resume has nothing to continue.
-    assert run_cli(capsys, *args[:3], "--iters", "2", "--batch-size", "32", "--device", "cpu", "--out", target).code == 0
+    assert (
+        run_cli(capsys, *args[:3], "--iters", "2", "--batch-size", "32", "--device", "cpu", "--out", target).code == 0
+    )
     assert target.is_file() and not (home / "checkpoints").exists()
     r = run_cli(capsys, *args, "--resume")
     assert r.code == 2 and "nothing to resume" in r.err
