@@ -53,6 +53,7 @@ def run(
     seed: o.Seed = 0,
     out_dir: o.Out = None,
     force: o.Force = False,
+    resume: o.Resume = False,
     title: o.Title = None,
     random_init: o.RandomInit = False,
     pretrained: o.Pretrained = False,
@@ -63,7 +64,7 @@ def run(
     analysis = get_analysis(name)()
     common = o.Common(
         model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision,
+        random_init, pretrained, download, precision, resume=resume,
     )
     try:
         _, record, result = run_analysis(analysis, common, _parse_settings(settings or []))

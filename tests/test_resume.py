@@ -18,11 +18,11 @@ from resnet_probe.analyses import resumable
 from .cli.helpers import run_cli
 
 TINY = ("--random-init", "--dataset", "digits", "--device", "cpu", "--seed", "3")
-# Several chunks of 16 configurations over 128 images: seconds of work, so a kill lands mid-run.
-LESION = ("lesion", "--model", "resnet20", *TINY, "--limit", "128", "--batch-size", "32",
+# Several chunks of 16 configurations over 32 images: seconds of work, so a kill lands mid-run.
+LESION = ("lesion", "--model", "resnet20", *TINY, "--limit", "32", "--batch-size", "16",
           "--random-k", "1:4", "--samples", "8")
-# 50 batches of 8 path samples, each journaled.
-GRADIENTS = ("gradients", "--model", "resnet20", *TINY, "--limit", "64", "--batch-size", "8", "--samples", "40")
+# 25 batches of 8 path samples, each journaled.
+GRADIENTS = ("gradients", "--model", "resnet20", *TINY, "--limit", "64", "--batch-size", "8", "--samples", "20")
 REORDER = ("reorder", "--model", "resnet20", *TINY, "--limit", "32", "--batch-size", "16",
            "--swaps", "1:4", "--samples", "10")
 DEADLINE_S = 300  # generous: the CLI's imports alone take seconds on a busy 2-core machine
@@ -124,7 +124,7 @@ def test_gradients_interrupted_with_ctrl_c_then_resumed_equals_uninterrupted(
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
     assert not (stopped / "results.json").exists()
     done_before = _items(stopped / "progress.jsonl")
-    assert 3 <= done_before < 50
+    assert 3 <= done_before < 25
 
     r = run_cli(capsys, *GRADIENTS, "--out", stopped, "--resume")
     assert r.code == 0, r.err
@@ -132,7 +132,7 @@ def test_gradients_interrupted_with_ctrl_c_then_resumed_equals_uninterrupted(
     assert run_cli(capsys, *GRADIENTS, "--out", whole).code == 0
     resumed, fresh = _results(stopped), _results(whole)
     assert resumed == fresh
-    assert sum(row["samples"] for row in fresh["result"]["lengths"]) == 400
+    assert sum(row["samples"] for row in fresh["result"]["lengths"]) == 200
 
 
 def _interrupt_in_process(monkeypatch: pytest.MonkeyPatch, on_call: int) -> Callable[[], None]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from ..errors import PlanError
 from ..executor import Plan, validate_plan
@@ -101,6 +100,8 @@ def order_tau(order: Sequence[int]) -> float:
     """Kendall's tau between the original order and ``order`` (1.0 when unchanged)."""
     if list(order) == sorted(order):
         return 1.0
+    from scipy.stats import kendalltau  # scipy.stats takes seconds to import: only when needed
+
     return float(kendalltau(np.arange(len(order)), np.asarray(order))[0])
 
 
