@@ -49,6 +49,27 @@ def network(session: nox.Session) -> None:
     session.run("pytest", "-q", "-m", "network", *session.posargs)
 
 
+@nox.session(venv_params=VENV, default=False)
+def bench(session: nox.Session) -> None:
+    """Every benchmark at a small CPU size: naive time, ours, ratio, peak memory (one thread)."""
+    _install(session)
+    env = {"OMP_NUM_THREADS": "1"}
+    cpu = ["--device", "cpu", "--threads", "1", *session.posargs]
+    small = ["--model", "resnet20", "--batch", "64"]
+    session.run("python", "benchmarks/lesion_sweep.py", *small, "--batches", "2", "--also-stack", "4", *cpu, env=env)
+    session.run("python", "benchmarks/random_k.py", *small, "--k", "1:5", "--samples", "4", "--also-stack", "4", *cpu,
+                env=env)
+    session.run("python", "benchmarks/reorder.py", *small, "--swaps", "1:5", "--samples", "4", "--also-stack", "4",
+                *cpu, env=env)
+    session.run("python", "benchmarks/path_gradients.py", "--model", "resnet20", "--batch-size", "64", *cpu, env=env)
+    session.run("python", "benchmarks/response_std.py", "--model", "resnet20", "--limit", "256", *cpu, env=env)
+    session.run(
+        "python", "benchmarks/veit_suite.py", "--model", "resnet20", "--images", "256", "--batch-size", "128",
+        "--grad-batch-size", "128", "--random-k", "1:5", "--random-k-samples", "4", "--swaps", "1:5",
+        "--swap-samples", "4", "--grad-samples", "20", *cpu, env=env,
+    )
+
+
 @nox.session(venv_params=VENV)
 def lint(session: nox.Session) -> None:
     """ruff over the package, CLI, reports, tests and benchmarks."""

@@ -25,6 +25,7 @@ Pretrained = Annotated[bool, typer.Option("--pretrained", help="Download the sou
 Download = Annotated[bool, typer.Option("--download", help="Download the data set through torchvision if missing.")]
 Precision = Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 (autocast; fp32 default).")]
 Split = Annotated[str, typer.Option("--split", help="Data split: test | train.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the residual branches (inductor): minutes to start, for long GPU runs.")]
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,4 @@ class Common:
     precision: str = "fp32"
     split: str = "test"
     resume: bool = False
+    compile: bool = False

@@ -87,7 +87,7 @@ def run_analysis(
     for text in compare:
         spec, ckpt = parse_with_checkpoint(text)
         other = open_model(str(spec), ckpt, common, data)
-        compared.append((other, Executor(_to(other, device), device, common.precision)))
+        compared.append((other, Executor(_to(other, device), device, common.precision, compile=common.compile)))
     journal = None
     if analysis.resumable and distributed.world() == 1:
         identity = {
@@ -100,7 +100,7 @@ def run_analysis(
         journal = Journal(out_dir / JOURNAL, identity, resume=common.resume)
     ctx = RunContext(
         loaded=loaded,
-        executor=Executor(_to(loaded, device), device, common.precision),
+        executor=Executor(_to(loaded, device), device, common.precision, compile=common.compile),
         data=data,
         batch_size=common.batch_size,
         seed=common.seed,
