@@ -47,6 +47,7 @@ def test_digits_recipe_is_short_cosine_without_flips() -> None:
     lrs = [r.lr_at(i) for i in range(r.iters)]
     assert lrs[0] == 0.05 and all(a > b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] < 1e-5
     assert r.lr_at(41) == pytest.approx(0.025 * (1 + math.cos(math.pi / 5)))
+    assert choose_recipe("digits", 1_297, depth=56).warmup_iters == 41  # resnet56 diverges without it
     deep = choose_recipe("digits", 1_297, depth=110)
     assert deep.warmup_iters == -(-1_297 // deep.batch_size) and deep.lr_at(0) == pytest.approx(deep.lr / 10)
 
