@@ -22,6 +22,7 @@ from resnet_probe.checkpoints import read_checkpoint
 from resnet_probe.data import DataSource, load_data
 from resnet_probe.errors import CheckpointError
 from resnet_probe.spec import ModelSpec, parse, parse_with_checkpoint
+from resnet_probe.train import Progress as TrainCallback
 from resnet_probe.train import TrainResult, TrainStatus, train_model
 from resnet_probe.training.state import SUFFIX as RESUME_SUFFIX
 
@@ -51,7 +52,7 @@ Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="SPEC
 
 
 @contextlib.contextmanager
-def training_progress(title: str) -> Iterator[callable]:  # type: ignore[valid-type]
+def training_progress(title: str) -> Iterator[TrainCallback]:
     """A rich bar over iterations with loss and accuracy, one stderr line per epoch."""
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from resnet_probe.analyses.lesion import random_sets
 from resnet_probe.analyses.reorder import random_orders
+from resnet_probe.analyses.response_std import response_std
 from resnet_probe.data import load_data
 from resnet_probe.datasets.source import TensorSource
 from resnet_probe.errors import PlanError
@@ -188,7 +189,8 @@ def test_eager_backend_compile_gives_the_same_numbers(x: Tensor) -> None:
     plans = _plans(lm.topology)[:8]
     plain = Executor(lm.topology)
     compiled = Executor(lm.topology, compile="eager")
-    assert compiled.compile_backend == "eager" and compiled.topology.units[0].residual is not lm.topology.units[0].residual
+    assert compiled.compile_backend == "eager"
+    assert compiled.topology.units[0].residual is not lm.topology.units[0].residual
     for a, b in zip(plain.run_plans(x, plans, lambda z: z), compiled.run_plans(x, plans, lambda z: z), strict=True):
         assert torch.allclose(a, b, rtol=0, atol=1e-5)
     y = torch.arange(5) % 10
@@ -196,6 +198,15 @@ def test_eager_backend_compile_gives_the_same_numbers(x: Tensor) -> None:
     assert torch.allclose(
         plain.routed_input_grad_norms(x, y, routes), compiled.routed_input_grad_norms(x, y, routes), rtol=1e-5
     )
+    same_std = [
+        (m.std(), n.std())
+        for (_, _, m), (_, _, n) in zip(
+            response_std(plain, load_data(limit=16), batch_size=8)[0],
+            response_std(compiled, load_data(limit=16), batch_size=8)[0],
+            strict=True,
+        )
+    ]
+    assert len(same_std) == 18 and all(abs(a - b) <= 1e-6 * a for a, b in same_std)  # hooks see compiled units
     _same_model(lm.model, before)
 
 
@@ -231,8 +242,8 @@ def _synthetic(n: int) -> TensorSource:
 
 
 @pytest.mark.gpu
-def test_cuda_defaults_stack_and_go_channels_last_with_cpu_numbers(x: Tensor) -> None:
-    torch.backends.cudnn.allow_tf32 = False  # TF32 would round convolutions to 10 bits
+def test_cuda_defaults_stack_and_go_channels_last_with_cpu_numbers(x: Tensor, monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 would round convolutions to 10 bits
     lm = _loaded("resnet20")
     before = _params(lm.model)
     plans = _plans(lm.topology)

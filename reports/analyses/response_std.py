@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+WEAK_ACCURACY = 0.5  # below this recorded test accuracy the reading flags a model as barely trained
+
+
 def _label(model: ModelStd) -> str:
     return model.spec.removeprefix("zoo:")
 
@@ -76,7 +79,7 @@ def response_std_tables(result: ResponseStdResult, record: RunRecord) -> list[Ta
     """A summary per model, then every layer's std side by side."""
     summary = Table(
         f"Response std per model over {result.n_images} images",
-        ["model", "kind", "layers", "mean std", "median std", "max std", "min std"],
+        ["model", "kind", "layers", "mean std", "median std", "max std", "min std", "test accuracy when trained"],
         [
             [
                 _label(m),
@@ -86,6 +89,7 @@ def response_std_tables(result: ResponseStdResult, record: RunRecord) -> list[Ta
                 round(statistics.median(m.stds), 4),
                 round(max(m.stds), 4),
                 round(min(m.stds), 4),
+                "n/a" if m.accuracy is None else f"{100 * m.accuracy:.2f} %",
             ]
             for m in result.models
             if m.layers
@@ -141,5 +145,12 @@ def response_std_reading(result: ResponseStdResult, record: RunRecord) -> list[s
                 if falling
                 else "not monotonically smaller with depth, unlike He et al.'s CIFAR-10 finding."
             )
+        )
+    weak = [m for m in models if m.accuracy is not None and m.accuracy < WEAK_ACCURACY]
+    if weak:
+        sentences.append(
+            "Trained only weakly: "
+            + ", ".join(f"{_label(m)} ({100 * (m.accuracy or 0):.1f} % test accuracy when trained)" for m in weak)
+            + "; their responses are those of barely trained nets, so read comparisons with them with care."
         )
     return sentences

@@ -86,6 +86,7 @@ class ModelStd:
     residual: bool
     checkpoint: str | None
     layers: tuple[LayerStd, ...]
+    accuracy: float | None = None  # test accuracy `train` recorded in the checkpoint, if any
 
     @property
     def stds(self) -> list[float]:
@@ -111,6 +112,7 @@ class ResponseStdResult(Result):
                 depth=m.get("depth"),
                 residual=bool(m.get("residual", True)),
                 checkpoint=m.get("checkpoint"),
+                accuracy=m.get("accuracy"),
                 layers=tuple(
                     LayerStd(row["unit"], row["name"], float(row["std"]), tuple(row["channel_std"]))
                     for row in m["layers"]
@@ -174,7 +176,14 @@ def measure(
         residual=any(u.shortcut_kind != "none" for u in loaded.topology.units),
         checkpoint=loaded.checkpoint,
         layers=tuple(LayerStd(u, name, m.std(), tuple(m.channel_std())) for u, name, m in layers),
+        accuracy=_recorded_accuracy(loaded),
     )
+
+
+def _recorded_accuracy(loaded: LoadedModel) -> float | None:
+    """The test accuracy our own checkpoints carry (``train`` writes it), else None."""
+    value = loaded.metadata.get("accuracy") if loaded.metadata.get("checkpoint_format") == "resnet-probe" else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _depth(loaded: LoadedModel) -> int | None:

@@ -133,6 +133,7 @@ def test_analysis_measures_main_and_compared_models(trained) -> None:
     assert [m.spec for m in result.models] == ["zoo:resnet20", "zoo:plain20"]
     assert [m.residual for m in result.models] == [True, False]
     assert [m.depth for m in result.models] == [20, 20]
+    assert [m.accuracy for m in result.models] == [None, None]  # akamaster's file and random weights record none
     assert result.n_images == 40
     assert all(len(m.layers) == 18 for m in result.models)
     assert len(result.models[0].layers[-1].channel_std) == 64

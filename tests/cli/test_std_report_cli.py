@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from resnet_probe import cache
+from resnet_probe.checkpoints import read_checkpoint
 from resnet_probe.training import recipe
 
 from .helpers import run_cli
@@ -74,6 +75,8 @@ def test_digits_models_are_trained_on_the_spot_then_reused(capsys, home: Path, t
     assert ckpt is not None
     doc = json.loads((tmp_path / "a" / "results.json").read_text())
     assert doc["model"]["checkpoint"] == str(ckpt) and doc["model"]["weights"] == "cache"
+    recorded = read_checkpoint(ckpt).metadata["accuracy"]
+    assert 0 <= recorded <= 1 and doc["result"]["models"][0]["accuracy"] == recorded
     r = run_cli(
         capsys, "std-report", "--model", "resnet20", "--limit", "32", "--device", "cpu", "--out", tmp_path / "b"
     )
