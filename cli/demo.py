@@ -18,6 +18,7 @@ from resnet_probe.analyses.paths import PathsAnalysis
 from resnet_probe.analyses.reorder import ReorderAnalysis
 from resnet_probe.analyses.response_std import ResponseStdAnalysis
 from resnet_probe.analyses.train_curves import TrainCurvesAnalysis
+from resnet_probe.reports import content
 from resnet_probe.results import atomic_write_text
 from resnet_probe.spec import parse
 
@@ -48,9 +49,9 @@ def studies() -> list[Study]:
     """The demo's studies, in the order of the index."""
     return [
         Study("lesion", f"Lesion: delete each unit of {STUDIED} (Veit Fig. 3), random k-sets (Fig. 5a)",
-              LesionAnalysis(), STUDIED, {"random_k": "1:12", "samples": 6}, (PLAIN,)),
+              LesionAnalysis(), STUDIED, {"random_k": "1:6", "samples": 4}, (PLAIN,)),
         Study("reorder", f"Reorder: swap units of {STUDIED} (Veit Fig. 5b)",
-              ReorderAnalysis(), STUDIED, {"swaps": "1:12", "samples": 4}),
+              ReorderAnalysis(), STUDIED, {"swaps": "1:8", "samples": 2}),
         Study("paths", f"Unraveled view of {STUDIED}: paths by length (Veit Fig. 6a)",
               PathsAnalysis(), STUDIED, {}),
         Study("gradients", f"Gradient per path length in {STUDIED} (Veit Fig. 6b/c)",
@@ -68,19 +69,20 @@ def demo(
     device: o.Device = "auto",
     seed: o.Seed = 0,
     batch_size: o.BatchSize = 256,
+    limit: o.Limit = None,
 ) -> None:
     """Train what is missing on the embedded digits data, run every study, write DIR/index.html."""
     started = time.perf_counter()
     root = run_directory(out_dir, "demo", "digits", force)
     ensure_trained([parse(m) for m in STD_SET], "digits", seed, device, download=False)
-    base = o.Common(model=STUDIED, dataset="digits", batch_size=batch_size, device=device, seed=seed, force=True)
+    base = o.Common(
+        model=STUDIED, dataset="digits", limit=limit, batch_size=batch_size, device=device, seed=seed, force=True
+    )
     entries = []
     for study in studies():
         out.rule(study.heading)
         common = replace(base, model=study.model, out=root / study.folder, title=study.heading)
         _, record, result = run_analysis(study.analysis, common, study.options, compare=study.compare)
-        from resnet_probe.reports import content
-
         reading = content.reading(result, record)
         entries.append({
             "href": f"{study.folder}/report.html",

@@ -36,7 +36,7 @@ Epochs = Annotated[
 Iters = Annotated[
     Optional[int], typer.Option("--iters", help="Total iterations; lr steps at 50 % and 75 % of them (He: 64000).")
 ]
-LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: 0.1; digits 0.05).")]
+LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: 0.1; digits 0.02).")]
 TrainBatch = Annotated[
     Optional[int], typer.Option("--batch-size", "-b", help="Images per step (default: 128; digits 32).")
 ]
