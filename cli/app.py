@@ -18,8 +18,8 @@ from . import paths as paths_cmd
 from . import reorder as reorder_cmd
 from . import std_report as std_report_cmd
 from . import train as train_cmd
-from .demo import demo
 from .console import err
+from .demo import demo
 
 app = typer.Typer(
     name="resnet-probe",

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from resnet_probe.reports import content
+
 from resnet_probe.analyses.base import Analysis
 from resnet_probe.analyses.lesion import LesionAnalysis
 from resnet_probe.analyses.path_gradients import PathGradientsAnalysis
@@ -18,7 +20,6 @@ from resnet_probe.analyses.paths import PathsAnalysis
 from resnet_probe.analyses.reorder import ReorderAnalysis
 from resnet_probe.analyses.response_std import ResponseStdAnalysis
 from resnet_probe.analyses.train_curves import TrainCurvesAnalysis
-from resnet_probe.reports import content
 from resnet_probe.results import atomic_write_text
 from resnet_probe.spec import parse
 

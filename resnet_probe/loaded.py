@@ -33,7 +33,7 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         """Inverse of :meth:`to_dict`."""
         return cls(tuple(d["mean"]), tuple(d["std"]), d.get("input_size"), d.get("source", "dataset"))
 
