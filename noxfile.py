@@ -25,28 +25,28 @@ def _install(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite (no GPU, no network, no slow tests)."""
     _install(session)
-    session.run("pytest", "-q", *session.posargs, env={"OMP_NUM_THREADS": "1"})
+    session.run("python", "-m", "pytest", "-q", *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session(venv_params=VENV, default=False)
 def slow(session: nox.Session) -> None:
     """Run the slow tests too."""
     _install(session)
-    session.run("pytest", "-q", "-m", "not network and not gpu", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", "-m", "not network and not gpu", *session.posargs)
 
 
 @nox.session(venv_params=VENV, default=False)
 def gpu(session: nox.Session) -> None:
     """Run the GPU tests (needs CUDA)."""
     _install(session)
-    session.run("pytest", "-q", "-m", "gpu", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", "-m", "gpu", *session.posargs)
 
 
 @nox.session(venv_params=VENV, default=False)
 def network(session: nox.Session) -> None:
     """Run the tests that download weights or data."""
     _install(session)
-    session.run("pytest", "-q", "-m", "network", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", "-m", "network", *session.posargs)
 
 
 @nox.session(venv_params=VENV, default=False)
@@ -74,14 +74,14 @@ def bench(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the package, CLI, reports, tests and benchmarks."""
     session.install("ruff")
-    session.run("ruff", "check", "resnet_probe", "cli", "reports", "tests", "benchmarks", "noxfile.py")
+    session.run("python", "-m", "ruff", "check", "resnet_probe", "cli", "reports", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(venv_params=VENV, default=False)
 def typecheck(session: nox.Session) -> None:
     """mypy over the library."""
     _install(session)
-    session.run("mypy", "resnet_probe", "cli", "reports")
+    session.run("python", "-m", "mypy", "resnet_probe", "cli", "reports")
 
 
 @nox.session(venv_params=VENV, default=False)
