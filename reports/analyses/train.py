@@ -38,9 +38,10 @@ def train_curves_figures(result: TrainCurvesResult, record: RunRecord) -> list[F
     """Error vs iteration, train dashed and test solid; plain and residual nets side by side."""
     import seaborn as sns
 
+    by_depth = sorted(result.runs, key=lambda r: (r.depth or 0, r.spec))
     groups = [
-        ("plain", [r for r in result.runs if not r.residual]),
-        ("residual", [r for r in result.runs if r.residual]),
+        ("plain", [r for r in by_depth if not r.residual]),
+        ("residual", [r for r in by_depth if r.residual]),
     ]
     groups = [(name, runs) for name, runs in groups if runs]
     if not groups:
