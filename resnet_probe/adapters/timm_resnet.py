@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import AdapterError
 from ..topology import Fn, Topology, Unit, identity, relu
+from .stages import collect_units
 
 FAMILY = "timm-resnet"
 _MODULE = "timm.models.resnet"
@@ -44,20 +45,9 @@ def build(model: nn.Module) -> Topology:
     resnet = sys.modules.get(_MODULE)
     if resnet is None or not isinstance(model, resnet.ResNet):
         raise AdapterError(f"not a timm ResNet: {type(model).__name__}")
-    units: list[Unit] = []
-    for stage in (1, 2, 3, 4):
-        for i, block in enumerate(getattr(model, f"layer{stage}")):
-            name = f"layer{stage}.{i}"
-            # Exact types: a subclass may override forward, which these callables re-trace.
-            if type(block) is resnet.BasicBlock:
-                units.append(_basic_unit(len(units), name, stage, block))
-            elif type(block) is resnet.Bottleneck:
-                units.append(_bottleneck_unit(len(units), name, stage, block))
-            else:
-                raise AdapterError(
-                    f"{name} is a {type(block).__name__}; the timm adapter understands "
-                    "timm.models.resnet BasicBlock and Bottleneck only"
-                )
+    units = collect_units(
+        model, {resnet.BasicBlock: _basic_unit, resnet.Bottleneck: _bottleneck_unit}, "timm"
+    )
     if not units:
         raise AdapterError("this timm ResNet has no residual units (pruned?)")
 

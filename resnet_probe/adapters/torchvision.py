@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..errors import AdapterError
 from ..topology import Fn, Topology, Unit, identity, relu
+from .stages import collect_units
 
 if TYPE_CHECKING:
     from torchvision.models.resnet import BasicBlock, Bottleneck
@@ -42,20 +43,9 @@ def build(model: nn.Module) -> Topology:
 
     if not isinstance(model, tv.ResNet):
         raise AdapterError(f"not a torchvision ResNet: {type(model).__name__}")
-    units: list[Unit] = []
-    for stage in (1, 2, 3, 4):
-        for i, block in enumerate(getattr(model, f"layer{stage}")):
-            name = f"layer{stage}.{i}"
-            # Exact types: the quantizable subclasses merge with FloatFunctional, not ``+``.
-            if type(block) is tv.BasicBlock:
-                units.append(_basic_unit(len(units), name, stage, block))
-            elif type(block) is tv.Bottleneck:
-                units.append(_bottleneck_unit(len(units), name, stage, block))
-            else:
-                raise AdapterError(
-                    f"{name} is a {type(block).__name__}; the torchvision adapter understands "
-                    "BasicBlock and Bottleneck only"
-                )
+    units = collect_units(
+        model, {tv.BasicBlock: _basic_unit, tv.Bottleneck: _bottleneck_unit}, "torchvision"
+    )
 
     def stem(x: Tensor) -> Tensor:
         return model.maxpool(relu(model.bn1(model.conv1(x))))
