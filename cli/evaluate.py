@@ -9,29 +9,9 @@ from .console import out
 from .pipeline import run_analysis
 
 
-def evaluate(
-    model: o.Model,
-    checkpoint: o.Checkpoint = None,
-    dataset: o.Dataset = None,
-    data: o.Data = None,
-    limit: o.Limit = None,
-    batch_size: o.BatchSize = 256,
-    device: o.Device = "auto",
-    seed: o.Seed = 0,
-    out_dir: o.Out = None,
-    force: o.Force = False,
-    title: o.Title = None,
-    random_init: o.RandomInit = False,
-    pretrained: o.Pretrained = False,
-    download: o.Download = False,
-    precision: o.Precision = "fp32",
-    split: o.Split = "test",
-) -> None:
+@o.with_common(omit=("resume",))
+def evaluate(common: o.Common) -> None:
     """Top-1 accuracy of a model on a data set; writes results.json and report.html."""
-    common = o.Common(
-        model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, split,
-    )
     _, _, result = run_analysis(EvalAnalysis(), common, {})
     assert isinstance(result, EvalResult)
     out.print(

@@ -18,36 +18,14 @@ Lengths = Annotated[
 Share = Annotated[float, typer.Option("--share", help="Share of the total gradient the effective range holds.")]
 
 
+@o.with_common(batch_size=128)
 def gradients(
-    model: o.Model,
-    samples: Samples = DEFAULT_SAMPLES,
-    k: Lengths = None,
-    share: Share = DEFAULT_SHARE,
-    checkpoint: o.Checkpoint = None,
-    dataset: o.Dataset = None,
-    data: o.Data = None,
-    limit: o.Limit = None,
-    batch_size: o.BatchSize = 128,
-    device: o.Device = "auto",
-    seed: o.Seed = 0,
-    out_dir: o.Out = None,
-    force: o.Force = False,
-    resume: o.Resume = False,
-    title: o.Title = None,
-    random_init: o.RandomInit = False,
-    pretrained: o.Pretrained = False,
-    download: o.Download = False,
-    precision: o.Precision = "fp32",
-    split: o.Split = "test",
+    common: o.Common, samples: Samples = DEFAULT_SAMPLES, k: Lengths = None, share: Share = DEFAULT_SHARE
 ) -> None:
     """Gradient magnitude per path length and the effective paths (Veit et al. Fig. 6b/6c).
 
     Example: resnet-probe gradients --model resnet110 --dataset cifar10 --split train --samples 1000
     """
-    common = o.Common(
-        model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, split, resume,
-    )
     _, record, result = run_analysis(
         PathGradientsAnalysis(), common, {"samples": samples, "k": k, "share": share}
     )

@@ -31,41 +31,22 @@ Compare = Annotated[
 ]
 
 
+@o.with_common()
 def lesion(
-    model: o.Model,
+    common: o.Common,
     delete: Delete = None,
     random_k: RandomK = None,
     samples: Samples = DEFAULT_SAMPLES,
     compare: Compare = None,
-    checkpoint: o.Checkpoint = None,
-    dataset: o.Dataset = None,
-    data: o.Data = None,
-    limit: o.Limit = None,
-    batch_size: o.BatchSize = 256,
-    device: o.Device = "auto",
-    seed: o.Seed = 0,
-    out_dir: o.Out = None,
-    force: o.Force = False,
-    resume: o.Resume = False,
-    title: o.Title = None,
-    random_init: o.RandomInit = False,
-    pretrained: o.Pretrained = False,
-    download: o.Download = False,
-    precision: o.Precision = "fp32",
-    split: o.Split = "test",
 ) -> None:
     """Accuracy after deleting residual units: each alone, a given set, or random k-sets.
 
     Example: resnet-probe lesion --model resnet110 --dataset cifar10 --random-k 1:20 --samples 20
     """
-    common = o.Common(
-        model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, split, resume,
-    )
     options = {"delete": delete, "random_k": random_k, "samples": samples}
     _, record, result = run_analysis(LesionAnalysis(), common, options, compare=compare or ())
     assert isinstance(result, LesionResult)
-    out.print(summary_table(result, str(record.model.get("spec", model))))
+    out.print(summary_table(result, str(record.model.get("spec", common.model))))
     print_reading(record, result)
 
 

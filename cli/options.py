@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import inspect
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -25,6 +27,7 @@ Pretrained = Annotated[bool, typer.Option("--pretrained", help="Download the sou
 Download = Annotated[bool, typer.Option("--download", help="Download the data set through torchvision if missing.")]
 Precision = Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 (autocast; fp32 default).")]
 Split = Annotated[str, typer.Option("--split", help="Data split: test | train.")]
+Workers = Annotated[int, typer.Option("--workers", help="Processes decoding an image folder (ImageNet) in parallel; 0: none.")]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the residual branches (inductor): minutes to start, for long GPU runs.")]
 
 
@@ -50,3 +53,69 @@ class Common:
     split: str = "test"
     resume: bool = False
     compile: bool = False
+    workers: int = 0
+
+
+def _shared(
+    model: Model,
+    checkpoint: Checkpoint = None,
+    dataset: Dataset = None,
+    data: Data = None,
+    limit: Limit = None,
+    batch_size: BatchSize = 256,
+    device: Device = "auto",
+    seed: Seed = 0,
+    out: Out = None,
+    force: Force = False,
+    resume: Resume = False,
+    title: Title = None,
+    random_init: RandomInit = False,
+    pretrained: Pretrained = False,
+    download: Download = False,
+    precision: Precision = "fp32",
+    split: Split = "test",
+    compile: Compile = False,
+    workers: Workers = 0,
+) -> None:
+    """The typer parameters of :class:`Common`, declared once (never called)."""
+
+
+SHARED = {name: p for name, p in inspect.signature(_shared, eval_str=True).parameters.items()}
+assert set(SHARED) == {f.name for f in fields(Common)}
+
+
+def with_common(
+    *, batch_size: int = 256, omit: tuple[str, ...] = ()
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command every :class:`Common` option; it receives them as ``common: Common``.
+
+    The command declares only its own options next to ``common``; typer sees ``--model``
+    first, then those, then the shared ones (``omit`` drops some, e.g. ``resume`` where the
+    analysis cannot resume).
+    """
+    unknown = set(omit) - set(SHARED)
+    if unknown or "model" in omit:
+        raise ValueError(f"cannot omit {sorted(unknown) or ['model']}")
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "common"]
+        shared = [
+            p.replace(default=batch_size) if name == "batch_size" else p
+            for name, p in SHARED.items()
+            if name not in omit and name != "model"
+        ]
+        required = [p for p in own if p.default is inspect.Parameter.empty]
+        optional = [p for p in own if p.default is not inspect.Parameter.empty]
+        ordered = [*required, SHARED["model"], *optional, *shared]
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in ordered]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            values = {name: kwargs.pop(name) for name in list(kwargs) if name in SHARED}
+            return command(common=Common(**values), **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate

@@ -36,7 +36,8 @@ def open_data(common: Common) -> DataSource:
     if common.batch_size < 1:
         raise DataError(f"--batch-size {common.batch_size}: must be at least 1")
     return load_data(
-        common.dataset, common.data, split=common.split, limit=common.limit, download=common.download
+        common.dataset, common.data, split=common.split, limit=common.limit, download=common.download,
+        workers=common.workers,
     )
 
 

@@ -40,32 +40,14 @@ def _parse_settings(settings: list[str]) -> dict[str, object]:
     return parsed
 
 
+@o.with_common()
 def run(
     name: Annotated[str, typer.Argument(help="Analysis name, as `resnet-probe analyses` lists it.")],
-    model: o.Model,
+    common: o.Common,
     settings: Annotated[Optional[list[str]], typer.Option("--set", help="Analysis option KEY=VALUE (JSON values).")] = None,
-    checkpoint: o.Checkpoint = None,
-    dataset: o.Dataset = None,
-    data: o.Data = None,
-    limit: o.Limit = None,
-    batch_size: o.BatchSize = 256,
-    device: o.Device = "auto",
-    seed: o.Seed = 0,
-    out_dir: o.Out = None,
-    force: o.Force = False,
-    resume: o.Resume = False,
-    title: o.Title = None,
-    random_init: o.RandomInit = False,
-    pretrained: o.Pretrained = False,
-    download: o.Download = False,
-    precision: o.Precision = "fp32",
 ) -> None:
     """Run any installed analysis (built-in or third-party) with its default options."""
     analysis = get_analysis(name)()
-    common = o.Common(
-        model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, resume=resume,
-    )
     try:
         _, record, result = run_analysis(analysis, common, _parse_settings(settings or []))
     except TypeError as exc:

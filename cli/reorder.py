@@ -18,38 +18,15 @@ Swaps = Annotated[str, typer.Option("--swaps", help="Numbers of random swaps k: 
 Samples = Annotated[int, typer.Option("--samples", help="Random orders per k.")]
 
 
-def reorder(
-    model: o.Model,
-    swaps: Swaps = "1:20",
-    samples: Samples = DEFAULT_SAMPLES,
-    checkpoint: o.Checkpoint = None,
-    dataset: o.Dataset = None,
-    data: o.Data = None,
-    limit: o.Limit = None,
-    batch_size: o.BatchSize = 256,
-    device: o.Device = "auto",
-    seed: o.Seed = 0,
-    out_dir: o.Out = None,
-    force: o.Force = False,
-    resume: o.Resume = False,
-    title: o.Title = None,
-    random_init: o.RandomInit = False,
-    pretrained: o.Pretrained = False,
-    download: o.Download = False,
-    precision: o.Precision = "fp32",
-    split: o.Split = "test",
-) -> None:
+@o.with_common()
+def reorder(common: o.Common, swaps: Swaps = "1:20", samples: Samples = DEFAULT_SAMPLES) -> None:
     """Accuracy of the network with its units reordered by k random swaps, against Kendall tau.
 
     Example: resnet-probe reorder --model resnet110 --dataset cifar10 --swaps 1:20 --samples 10
     """
-    common = o.Common(
-        model, checkpoint, dataset, data, limit, batch_size, device, seed, out_dir, force, title,
-        random_init, pretrained, download, precision, split, resume,
-    )
     _, record, result = run_analysis(ReorderAnalysis(), common, {"swaps": swaps, "samples": samples})
     assert isinstance(result, ReorderResult)
-    out.print(summary_table(result, str(record.model.get("spec", model))))
+    out.print(summary_table(result, str(record.model.get("spec", common.model))))
     print_reading(record, result)
 
 

@@ -53,8 +53,11 @@ def load_data(
     limit: int | None = None,
     download: bool = False,
     image_size: int | None = None,
+    workers: int = 0,
 ) -> DataSource:
     """Open a data set by name, by path, or both; ``limit`` keeps the first N images.
+
+    ``workers`` DataLoader processes decode an image folder (in-memory sets ignore it).
 
     Example:
         >>> src = load_data("cifar10", "shared/fixtures/cifar10_test_first846.npz", limit=100)
@@ -66,6 +69,8 @@ def load_data(
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
+    if workers < 0:
+        raise DataError(f"workers must be 0 or more, got {workers}")
     if image_size is not None and image_size < 1:
         raise DataError(f"image size must be at least 1, got {image_size}")
     if data is not None:
@@ -81,6 +86,8 @@ def load_data(
     if isinstance(source, TensorSource) and limit is not None and limit < len(source):
         # clone so the full set can be freed
         source = replace(source, images=source.images[:limit].clone(), labels=source.labels[:limit].clone())
+    if isinstance(source, FolderSource) and workers:
+        source = replace(source, workers=workers)
     if image_size is not None:
         source = replace(
             source, default_preprocessing=replace(source.default_preprocessing, input_size=image_size)

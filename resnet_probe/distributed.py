@@ -10,10 +10,13 @@ Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) this is a no-op.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from .datasets.source import Batch, DataSource
 
 T = TypeVar("T")
 
@@ -57,6 +60,13 @@ def mine(items: Iterable[T]) -> Iterator[tuple[int, T]]:
     for i, item in enumerate(items):
         if i % w == r:
             yield i, item
+
+
+def my_batches(data: DataSource, batch_size: int, **kwargs: Any) -> Iterator[tuple[int, Batch]]:
+    """``(index, batch)`` for this rank's batches of ``data``; the others are never loaded."""
+    w, r = world(), rank()
+    for j, batch in enumerate(data.batches(batch_size, shard=(r, w), **kwargs)):
+        yield r + j * w, batch
 
 
 def gather_ordered(local: list[tuple[int, T]]) -> list[T]:

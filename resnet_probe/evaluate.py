@@ -48,8 +48,8 @@ def score_plans(
 ) -> list[Score]:
     """Score every plan on every image; batches outside, prefix-shared plans inside."""
     local: list[tuple[int, list[tuple[int, float]]]] = []
-    batches = data.batches(batch_size, preprocessing=preprocessing, device=executor.device)
-    for index, (x, y) in distributed.mine(batches):
+    batches = distributed.my_batches(data, batch_size, preprocessing=preprocessing, device=executor.device)
+    for index, (x, y) in batches:
         y = y.to(executor.device)
 
         def reduce(logits: Tensor, y: Tensor = y) -> tuple[Tensor, Tensor]:

@@ -392,3 +392,51 @@ def test_batches_on_cuda(cifar_npz: Path) -> None:
     assert x.is_cuda and y.is_cuda
     cpu, _ = next(src.batches(8, augment=True, seed=4))
     assert torch.allclose(x.cpu(), cpu, atol=1e-6)
+
+
+# --- shards (torchrun ranks) ------------------------------------------------------------
+
+
+def _interleave(shards: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Batch j of the whole comes from rank j % world: put the shards back in that order."""
+    world = len(shards)
+    total = sum(len(s) for s in shards)
+    return [shards[j % world][j // world] for j in range(total)]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_of_a_tensor_source_partition_its_batches(cifar_npz: Path, world: int, shuffle: bool) -> None:
+    src = load_data(data=cifar_npz, limit=70)
+    whole = list(src.batches(16, shuffle=shuffle, seed=3))  # 5 batches, the last of 6
+    shards = [list(src.batches(16, shuffle=shuffle, seed=3, shard=(r, world))) for r in range(world)]
+    assert [len(s) for s in shards] == [len(range(r, 5, world)) for r in range(world)]
+    for (xa, ya), (xb, yb) in zip(whole, _interleave(shards), strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_shards_of_an_image_folder_partition_its_batches(tmp_path: Path) -> None:
+    src = load_data(data=_image_folder(tmp_path / "abc", ["a", "b", "c"]), image_size=8)
+    whole = list(src.batches(2, shuffle=True, seed=1))  # 9 images: 5 batches
+    shards = [list(src.batches(2, shuffle=True, seed=1, shard=(r, 2))) for r in range(2)]
+    assert [len(s) for s in shards] == [3, 2]
+    for (xa, ya), (xb, yb) in zip(whole, _interleave(shards), strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_bad_shards_refused(cifar_npz: Path) -> None:
+    src = load_data(data=cifar_npz, limit=8)
+    with pytest.raises(ValueError, match="rank"):
+        next(src.batches(4, shard=(2, 2)))
+    with pytest.raises(ValueError, match="augmented"):
+        next(src.batches(4, augment=True, shard=(0, 2)))
+
+
+def test_folder_workers_kept_by_the_source(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "ab", ["a", "b"])
+    src = load_data(data=root, image_size=8, workers=2)
+    assert src.workers == 2
+    ours = [y for _, y in src.batches(4)]
+    inline = [y for _, y in load_data(data=root, image_size=8).batches(4)]
+    assert [t.tolist() for t in ours] == [t.tolist() for t in inline] == [[0, 0, 0, 1], [1, 1]]
+    _one_line_error("workers must be 0 or more", data=root, workers=-1)

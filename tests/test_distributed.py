@@ -45,3 +45,21 @@ def test_eval_under_torchrun_equals_single_process(tmp_path: Path) -> None:
     double = _cli(args, 2, tmp_path)
     assert double["result"] == single["result"]
     assert double == single
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # 13 images in batches of 5: 3 batches a pass, 30 samples cycle through them 2.3 times
+        ["gradients", "--model", "resnet20", "--samples", "10", "--k", "0,3,9", "--batch-size", "5", "--limit", "13"],
+        ["std-report", "--model", "resnet20", "--model", "plain20", "--batch-size", "12", "--limit", "35"],
+        ["lesion", "--model", "resnet20", "--random-k", "2:3", "--samples", "2", "--batch-size", "16", "--limit", "35"],
+    ],
+    ids=["gradients", "std-report", "lesion"],
+)
+def test_sharded_analyses_equal_single_process(args: list[str], tmp_path: Path) -> None:
+    """Each rank takes its own batches (an odd number of them), every rank gets the same JSON."""
+    args = [*args, "--random-init", "--device", "cpu"]
+    single = _cli(args, 1, tmp_path)
+    double = _cli(args, 2, tmp_path)
+    assert double == single

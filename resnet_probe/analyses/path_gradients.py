@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..data import DataSource
 from ..errors import PlanError
 from ..executor import Executor
@@ -96,19 +97,6 @@ def draw_routes(lengths: np.ndarray, units: Sequence[int], n_units: int, rng: np
     return torch.from_numpy(routes)
 
 
-def cycling_batches(
-    data: DataSource, batch_size: int, preprocessing: Preprocessing | None, device: torch.device
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """The data set's batches in order, over and over."""
-    while True:
-        empty = True
-        for x, y in data.batches(batch_size, preprocessing=preprocessing, device=device):
-            empty = False
-            yield x, y
-        if empty:
-            raise PlanError(f"{data.name} holds no images to take gradients of")
-
-
 def sample_norms(
     executor: Executor,
     data: DataSource,
@@ -122,35 +110,51 @@ def sample_norms(
 ) -> np.ndarray:
     """Input-gradient norm of every path sample; ``lengths[j]`` is sample j's path length.
 
-    Sample j takes image ``j mod len(data)``; the routes come from a generator seeded with
-    ``seed``, batch after batch, so the whole run is a function of the seed. With a
-    ``journal``, every finished batch is recorded under its index and a batch recorded by an
-    earlier run is read back instead of recomputed (its routes are still drawn, so the
-    generator stays in step).
+    Sample j takes image ``j mod len(data)``: the data set's batches in order, over and over,
+    the last one cut short when the samples run out. The routes come from a generator seeded
+    with ``seed``, batch after batch, so the whole run is a function of the seed. Under
+    torchrun each rank takes the data batches ``j`` with ``j % world == rank`` (every rank
+    still draws every route, to stay in step) and the norms are gathered in order. With a
+    ``journal``, every finished batch is recorded under its running index and a batch an
+    earlier run recorded is read back instead of recomputed.
     """
     units = routable_units(executor.topology)
     if not units:
         raise PlanError("gradients need residual units: this model has no shortcuts to route around")
+    n_images = len(data)
+    if n_images == 0:
+        raise PlanError(f"{data.name} holds no images to take gradients of")
+    per_pass = math.ceil(n_images / batch_size)
+    world, rank = distributed.world(), distributed.rank()
     rng = np.random.default_rng([seed, 1])
-    norms = np.empty(len(lengths), dtype=np.float64)
+    local: list[tuple[int, tuple[int, list[float]]]] = []
     done = 0
-    batches = cycling_batches(data, batch_size, preprocessing, executor.device)
+    mine: Iterator[tuple[int, tuple[Tensor, Tensor]]] = iter(())
     for index in itertools.count():
         if done >= len(lengths):
             break
-        x, y = next(batches)
-        b = min(int(x.shape[0]), len(lengths) - done)
-        x, y = x[:b], y[:b]
+        j = index % per_pass
+        if j == 0:
+            mine = distributed.my_batches(data, batch_size, preprocessing=preprocessing, device=executor.device)
+        b = min(batch_size, n_images - j * batch_size, len(lengths) - done)
         routes = draw_routes(lengths[done : done + b], units, executor.n_units, rng)
-        if journal is not None and journal.has(index):
-            norms[done : done + b] = journal.get(index)
-        else:
-            norms[done : done + b] = executor.routed_input_grad_norms(x, y, routes).double().cpu().numpy()
-            if journal is not None:
-                journal.add(index, norms[done : done + b].tolist())
+        if j % world == rank:
+            if journal is not None and journal.has(index):
+                values = journal.get(index)
+                next(mine)
+            else:
+                batch_j, (x, y) = next(mine)
+                assert batch_j == j, (batch_j, j)
+                values = executor.routed_input_grad_norms(x[:b], y[:b], routes).double().cpu().tolist()
+                if journal is not None:
+                    journal.add(index, values)
+            local.append((index, (done, values)))
+            if progress is not None:
+                progress(b * world)
         done += b
-        if progress is not None:
-            progress(b)
+    norms = np.empty(len(lengths), dtype=np.float64)
+    for start, values in distributed.gather_ordered(local):
+        norms[start : start + len(values)] = values
     return norms
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Iterable
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..data import DataSource
 from ..errors import ProbeError
 from ..executor import Executor
@@ -31,20 +32,21 @@ class Moments:
         self.mean = torch.zeros(channels, dtype=torch.float64, device=device)
         self.m2 = torch.zeros(channels, dtype=torch.float64, device=device)
 
-    def update(self, x: Tensor) -> None:
-        """Fold in one batch of responses shaped (batch, channels, *spatial)."""
+    def check(self, x: Tensor) -> None:
+        """Reject responses that are not shaped (batch, channels, *spatial)."""
         if x.dim() < 2 or x.shape[1] != self.mean.numel():
             raise ValueError(f"expected (batch, {self.mean.numel()}, ...) responses, got {tuple(x.shape)}")
-        n_b = x.numel() // x.shape[1]
-        if n_b == 0:
-            return
-        dims = [0, *range(2, x.dim())]
-        # One fused float64 pass (Welford inside) per batch; no transposed copy.
-        var_b, mean_b = torch.var_mean(x.detach().to(torch.float64), dim=dims, correction=0)
-        self.merge(n_b, mean_b, var_b * n_b)
+
+    def update(self, x: Tensor) -> None:
+        """Fold in one batch of responses shaped (batch, channels, *spatial)."""
+        self.check(x)
+        self.merge(*batch_moments(x))
 
     def merge(self, n_b: int, mean_b: Tensor, m2_b: Tensor) -> None:
         """Chan et al.: combine (count, mean, M2) of two disjoint parts exactly."""
+        if n_b == 0:
+            return
+        mean_b, m2_b = mean_b.to(self.mean.device), m2_b.to(self.mean.device)
         n_a = self.count
         n = n_a + n_b
         delta = mean_b - self.mean
@@ -64,6 +66,18 @@ class Moments:
         grand = self.mean.mean()
         m2 = self.m2.sum() + self.count * (self.mean - grand).square().sum()
         return float((m2 / (self.count * channels)).sqrt())
+
+
+def batch_moments(x: Tensor) -> tuple[int, Tensor, Tensor]:
+    """Per-channel (count, mean, M2) of one batch of responses, in float64."""
+    n_b = x.numel() // x.shape[1]
+    if n_b == 0:
+        empty = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+        return 0, empty, empty
+    dims = [0, *range(2, x.dim())]
+    # One fused float64 pass (Welford inside) per batch; no transposed copy.
+    var_b, mean_b = torch.var_mean(x.detach().to(torch.float64), dim=dims, correction=0)
+    return n_b, mean_b, var_b * n_b
 
 
 @dataclass(frozen=True)
@@ -142,19 +156,41 @@ def response_std(
     if not owners:
         raise ProbeError(f"{executor.topology.family} exposes no response layers; response-std needs them")
     moments: dict[str, Moments] = {}
-
-    def sink(name: str, output: Tensor) -> None:
-        if name not in moments:
-            moments[name] = Moments(output.shape[1], output.device)
-        moments[name].update(output)
-
+    alone = distributed.world() == 1
     n = 0
-    for x, _ in data.batches(batch_size, preprocessing=preprocessing, device=executor.device):
+    # Under torchrun each rank reduces its own batches; the per-batch moments are merged in
+    # batch order on every rank, the same merges as one process makes, so the floats agree.
+    local: list[tuple[int, tuple[int, dict[str, tuple[int, Tensor, Tensor]]]]] = []
+    for index, (x, _) in distributed.my_batches(data, batch_size, preprocessing=preprocessing, device=executor.device):
+        found: dict[str, tuple[int, Tensor, Tensor]] = {}
+
+        def sink(name: str, output: Tensor, found: dict[str, tuple[int, Tensor, Tensor]] = found) -> None:
+            if name in moments:
+                moments[name].check(output)
+            found[name] = batch_moments(output)
+
         executor.capture(x, sink)
-        n += int(x.shape[0])
+        if alone:
+            n += int(x.shape[0])
+            merge(moments, found, executor.device)
+        else:
+            local.append((index, (int(x.shape[0]), {k: (c, m.cpu(), v.cpu()) for k, (c, m, v) in found.items()})))
         if progress is not None:
-            progress(int(x.shape[0]))
+            progress(int(x.shape[0]) * distributed.world())
+    if not alone:
+        for images, found in distributed.gather_ordered(local):
+            n += images
+            merge(moments, found, executor.device)
     return [(unit, name, moments[name]) for unit, name in owners], n
+
+
+def merge(moments: dict[str, Moments], found: dict[str, tuple[int, Tensor, Tensor]], device: torch.device) -> None:
+    """Fold one batch's per-layer (count, mean, M2) into the running moments."""
+    # Outside the executor's inference mode: running totals must stay ordinary tensors.
+    for name, (count, mean, m2) in found.items():
+        if name not in moments:
+            moments[name] = Moments(mean.numel(), device)
+        moments[name].merge(count, mean, m2)
 
 
 def measure(

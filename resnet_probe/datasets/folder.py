@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
 from ..loaded import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from .source import Batch, DataSource, Normaliser, check_batch_size, pad_crop_flip
+from .source import Batch, DataSource, Normaliser, check_batch_size, check_shard, pad_crop_flip, shard_batches
 
 CROP_PCT = 0.875  # resize to size/0.875 then centre-crop: the torchvision/timm eval convention
 IMAGENET_SIZE = 224
@@ -43,6 +43,7 @@ class FolderSource(DataSource):
     """Image files with labels, decoded, resized and centre-cropped on the fly."""
 
     samples: tuple[tuple[str, int], ...] = field(repr=False)
+    workers: int = 0  # DataLoader processes decoding images; 0 decodes in this process
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -55,23 +56,26 @@ class FolderSource(DataSource):
         augment: bool = False,
         shuffle: bool = False,
         seed: int = 0,
-        workers: int = 0,
+        workers: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
         """Yield float32 ``(x, y)`` normalised with ``preprocessing`` (default: the data set's)."""
         from torchvision import transforms as T
 
         check_batch_size(batch_size)
+        check_shard(shard, augment)
         prep = preprocessing or self.default_preprocessing
         size = prep.input_size or self.default_preprocessing.input_size or IMAGENET_SIZE
         transform = T.Compose([T.Resize(int(size / CROP_PCT)), T.CenterCrop(size), T.PILToTensor()])
         dev = torch.device(device)
         norm = Normaliser(prep, dev)
+        n = len(self.samples)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+        # Only this rank's batches are ever decoded.
         loader = DataLoader(
             _Images(self.samples, transform),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(seed),
-            num_workers=workers,
+            batch_sampler=shard_batches(n, batch_size, order, shard),
+            num_workers=self.workers if workers is None else workers,
             pin_memory=dev.type == "cuda",
         )
         # separate from the loader's generator so augmentation does not depend on worker count

@@ -42,9 +42,17 @@ class DataSource(ABC):
         augment: bool = False,
         shuffle: bool = False,
         seed: int = 0,
-        workers: int = 0,
+        workers: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
-        """Yield float32 ``(x, y)`` normalised with ``preprocessing`` (default: the data set's)."""
+        """Yield float32 ``(x, y)`` normalised with ``preprocessing`` (default: the data set's).
+
+        ``workers``: decoding processes where the source decodes files (default: the number
+        it was opened with).
+
+        ``shard=(rank, world)`` yields only batches ``j`` with ``j % world == rank`` (the
+        others are neither read nor normalised); every rank must pass the same other arguments.
+        """
 
     def describe(self) -> dict[str, Any]:
         """The ``data`` block of results.json."""
@@ -83,10 +91,12 @@ class TensorSource(DataSource):
         augment: bool = False,
         shuffle: bool = False,
         seed: int = 0,
-        workers: int = 0,  # in memory: nothing to parallelise
+        workers: int | None = None,  # in memory: nothing to decode
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
         """Yield float32 ``(x, y)`` normalised with ``preprocessing`` (default: the data set's)."""
         check_batch_size(batch_size)
+        rank, world = check_shard(shard, augment)
         prep = preprocessing or self.default_preprocessing
         dev = torch.device(device)
         norm = Normaliser(prep, dev, channels=self.images.shape[1])
@@ -100,7 +110,7 @@ class TensorSource(DataSource):
         if resident:
             images, labels = images.to(dev), labels.to(dev)
         pin = dev.type == "cuda" and not resident
-        for start in range(0, n, batch_size):
+        for start in range(rank * batch_size, n, world * batch_size):
             if order is None:
                 x, y = images[start : start + batch_size], labels[start : start + batch_size]
             else:
@@ -127,6 +137,23 @@ def check_batch_size(batch_size: int) -> None:
     """Reject a batch size below 1."""
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
+
+
+def check_shard(shard: tuple[int, int], augment: bool) -> tuple[int, int]:
+    """Validate ``(rank, world)``; augmentation draws per batch, so it is never sharded."""
+    rank, world = shard
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"shard {shard}: expected (rank, world) with 0 <= rank < world")
+    if augment and world > 1:
+        raise ValueError("augmented batches are drawn in sequence and cannot be sharded")
+    return rank, world
+
+
+def shard_batches(n: int, batch_size: int, order: Tensor | None, shard: tuple[int, int]) -> list[list[int]]:
+    """Image indices of the batches ``j`` with ``j % world == rank``, in order."""
+    rank, world = shard
+    index = order if order is not None else torch.arange(n)
+    return [index[s : s + batch_size].tolist() for s in range(rank * batch_size, n, world * batch_size)]
 
 
 def check_labels(labels: Tensor, num_classes: int, where: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_probe.analyses import response_std as response_std_module
 from resnet_probe.analyses.base import RunContext
 from resnet_probe.analyses.response_std import (
     Moments,
@@ -106,10 +107,11 @@ def test_hooks_removed_when_the_reduction_raises(trained, monkeypatch) -> None:
     loaded, data = trained
     flags = [m.training for m in loaded.model.modules()]
 
-    def boom(self, x):
+    def boom(x):
         raise RuntimeError("reduction failed")
 
-    monkeypatch.setattr(Moments, "update", boom)
+    # the reduction runs inside the capture, with every hook in place
+    monkeypatch.setattr(response_std_module, "batch_moments", boom)
     ctx = RunContext(loaded=loaded, executor=Executor(loaded.topology), data=load_data("cifar10", data.path, limit=8))
     with pytest.raises(RuntimeError, match="reduction failed"):
         ResponseStdAnalysis().run(ctx)
