@@ -1,0 +1,42 @@
+"""The shared options, declared once and injected into every analysis command as ``Common``."""
+
+from __future__ import annotations
+
+import pytest
+from resnet_probe.cli import options as o
+
+from .helpers import run_cli
+
+
+def test_every_common_field_is_an_option_of_the_analysis_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = {"--model", "--checkpoint", "--dataset", "--data", "--limit", "--batch-size", "--device", "--seed",
+             "--out", "--force", "--title", "--random-init", "--pretrained", "--download", "--precision",
+             "--split", "--compile", "--workers"}
+    for command, extra in [("lesion", {"--resume", "--random-k"}), ("reorder", {"--resume", "--swaps"}),
+                           ("gradients", {"--resume", "--k"}), ("eval", set()), ("run", {"--set"})]:
+        text = run_cli(capsys, command, "--help").out
+        missing = {f for f in flags | extra if f not in text}
+        assert not missing, (command, missing)
+    assert "--resume" not in run_cli(capsys, "eval", "--help").out
+
+
+def test_command_receives_the_values_given(capsys: pytest.CaptureFixture[str], monkeypatch, tmp_path) -> None:
+    seen: list[o.Common] = []
+
+    def fake_run(analysis, common, options, compare=()):
+        seen.append(common)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("resnet_probe.cli.gradients.run_analysis", fake_run)
+    run_cli(capsys, "gradients", "-m", "resnet20", "--samples", "3", "--workers", "2", "--compile", "--limit", "9",
+            "--out", tmp_path / "g")
+    (common,) = seen
+    assert (common.model, common.workers, common.compile, common.limit) == ("resnet20", 2, True, 9)
+    assert common.batch_size == 128 and common.out == tmp_path / "g"  # the command's own default batch
+
+
+def test_unknown_omission_refused() -> None:
+    with pytest.raises(ValueError):
+        o.with_common(omit=("model",))
+    with pytest.raises(ValueError):
+        o.with_common(omit=("nonsense",))
