@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -20,7 +20,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the CIFAR zoo (tv:resnet18|34|50|101|152 and timm:resnet* are available too)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_models(pattern or "*"):
         entry = get_entry(name)
         model = entry.builder()

@@ -70,9 +70,9 @@ def score_plans(
     correct = [0] * len(plans)
     loss = [0.0] * len(plans)
     n = 0
-    for per_plan in distributed.gather_ordered(local):
-        for i, (hits, ce) in enumerate(per_plan[:-1]):
+    for sums in distributed.gather_ordered(local):
+        for i, (hits, ce) in enumerate(sums[:-1]):
             correct[i] += hits
             loss[i] += ce
-        n += per_plan[-1][0]
+        n += sums[-1][0]
     return [Score(hits, n, ce) for hits, ce in zip(correct, loss, strict=True)]

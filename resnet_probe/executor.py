@@ -284,7 +284,11 @@ class Executor:
             by_step.setdefault(step, []).append(t)
         out: list[tuple[Tensor, list[int]] | None] = [None] * len(tasks)
         for step, members in by_step.items():
-            outputs = _stacked(lambda h, step=step: self._step(h, pos, *step), [tasks[t][0] for t in members])
+
+            def run_step(h: Tensor, step: Step = step) -> Tensor:
+                return self._step(h, pos, *step)
+
+            outputs = _stacked(run_step, [tasks[t][0] for t in members])
             for t, h in zip(members, outputs, strict=True):
                 out[t] = (h, tasks[t][2])
         return out  # type: ignore[return-value]

@@ -65,7 +65,9 @@ def response_std_figures(result: ResponseStdResult, record: RunRecord) -> list[F
             ax.set_ylabel("std of response" + (" (log scale)" if log else ""))
             if log:
                 ax.set_yscale("log")
-        axes[1].get_legend().remove()
+        legend = axes[1].get_legend()
+        if legend is not None:
+            legend.remove()
 
     caption = (
         "Std of each 3x3 conv's response after BN, before ReLU / addition (He et al. 2015, Fig. 7): "
@@ -121,7 +123,9 @@ def response_std_reading(result: ResponseStdResult, record: RunRecord) -> list[s
         + f" (over {result.n_images} images)."
     ]
     plain = {m.depth: m for m in models if not m.residual and m.depth}
-    for res in (m for m in models if m.residual and m.depth in plain):
+    for res in models:
+        if not res.residual or res.depth is None or res.depth not in plain:
+            continue
         twin = plain[res.depth]
         smaller = mean[res.spec] < mean[twin.spec]
         sentences.append(

@@ -117,7 +117,9 @@ def train_curves_reading(result: TrainCurvesResult, record: RunRecord) -> list[s
             f"final training error {_pct(run.final_train_error)}, test error {_pct(run.final_test_error)}."
         )
     plain = {r.depth: r for r in result.runs if not r.residual and r.depth}
-    for res in (r for r in result.runs if r.residual and r.depth in plain):
+    for res in result.runs:
+        if not res.residual or res.depth is None or res.depth not in plain:
+            continue
         twin = plain[res.depth]
         if res.final_test_error is not None and twin.final_test_error is not None:
             better = res.final_test_error < twin.final_test_error
