@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import difflib
 import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fnmatch import fnmatch
 from typing import Any
+from urllib.parse import urlparse
 
 from torch import nn
 
@@ -133,7 +137,8 @@ def build_timm(
             hint = f"tags with weights: {', '.join(with_weights)}" if with_weights else "pass --checkpoint PATH"
             raise UnknownModelError(f"timm:{full} has no pretrained weights; {hint}")
         try:
-            timm.models.load_pretrained(model, num_classes=model.num_classes, in_chans=model.in_chans)
+            with _hub_cache_only_when_unreachable():
+                timm.models.load_pretrained(model, num_classes=model.num_classes, in_chans=model.in_chans)
         except Exception as exc:  # HF hub / URL / cache errors: all mean "no weights here"
             raise OfflineError(_offline(spec, exc)) from None
     cfg = timm.data.resolve_data_config({}, model=model)
@@ -144,6 +149,32 @@ def build_timm(
         source="timm",
     )
     return model.eval(), prep
+
+
+@contextmanager
+def _hub_cache_only_when_unreachable() -> Iterator[None]:
+    """Hugging Face Hub offline mode while its host does not resolve.
+
+    Unreachable, huggingface_hub retries every candidate file with back-off for ~25 s each
+    before it gives up; in offline mode it answers from its cache at once (or fails at once).
+    """
+    try:
+        import huggingface_hub.constants as hf
+    except ImportError:
+        yield
+        return
+    host = urlparse(hf.ENDPOINT).hostname or ""
+    try:
+        socket.getaddrinfo(host, 443)
+        reachable = True
+    except OSError:
+        reachable = False
+    saved = hf.HF_HUB_OFFLINE
+    hf.HF_HUB_OFFLINE = saved or not reachable
+    try:
+        yield
+    finally:
+        hf.HF_HUB_OFFLINE = saved
 
 
 def _offline(spec: str, exc: BaseException) -> str:

@@ -162,6 +162,22 @@ def test_timm_pretrained_loads_through_timm(monkeypatch: pytest.MonkeyPatch) -> 
     assert calls == ["a3_in1k"] and prep.input_size == 160 and not model.training
 
 
+def test_timm_unreachable_hub_reads_only_its_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DNS for the Hub: huggingface_hub is put in offline mode (no retry back-off), then restored."""
+    import huggingface_hub.constants as hf
+    import timm.models
+
+    def no_dns(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(-2, "Name or service not known (test)")
+
+    seen: list[bool] = []
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(timm.models, "load_pretrained", lambda model, **kw: seen.append(hf.is_offline_mode()))
+    hub_models.build_timm("resnet18", "a1_in1k", pretrained=True)
+    assert seen == [True] and hf.HF_HUB_OFFLINE is False
+
+
 def test_torchvision_tag_without_download_gives_its_preprocessing(offline: None) -> None:
     model, prep = hub_models.build_torchvision("resnet50", pretrained=False, tag="IMAGENET1K_V1")
     assert prep is not None and prep.input_size == 224 and model.fc.out_features == 1000

@@ -235,6 +235,17 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool) -> l
         costs = {c.deleted[0]: 100 * (base - c.accuracy) for c in study.configs}
         median = statistics.median(costs.values())
         down = [u for u in units if u.downsampling]
+        keep = [i for i in costs if not units[i].downsampling]
+        worst = max(keep, key=costs.__getitem__) if keep else None
+        tail = (
+            f"; the worst deletion of a unit that keeps the shape is {describe_unit(units[worst], units)}, "
+            f"which {cost(costs[worst])}" if worst is not None else ""
+        )
+        # The headline first (the demo's index shows only the first sentence).
+        out.append(
+            f"{label}: the median single deletion {cost(median)} of accuracy "
+            f"(unchanged: {_pct(base)}){tail}."
+        )
         for u in down:
             if u.index not in costs:
                 continue
@@ -242,16 +253,6 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool) -> l
             if u.shortcut == "zero-pad":
                 text += f": {zero_pad_clause(u)}"
             out.append(text + ".")
-        keep = [i for i in costs if not units[i].downsampling]
-        worst = max(keep, key=costs.__getitem__) if keep else None
-        tail = (
-            f"; the worst deletion of a unit that keeps the shape is {describe_unit(units[worst], units)}, "
-            f"which {cost(costs[worst])}" if worst is not None else ""
-        )
-        out.append(
-            f"{label}: the median single deletion {cost(median)} of accuracy "
-            f"(unchanged: {_pct(base)}){tail}."
-        )
         if down:
             out.append(f"Downsampling units of {label}: {_names(down)}.")
         if study.skipped:
