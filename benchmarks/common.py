@@ -20,7 +20,9 @@ import torch
 
 from resnet_probe.datasets.source import TensorSource
 from resnet_probe.executor import Executor, Plan, resolve_device
+from resnet_probe.load import load_model
 from resnet_probe.loaded import Preprocessing
+from resnet_probe.topology import Topology
 
 T = TypeVar("T")
 MiB = 2**20
@@ -257,3 +259,33 @@ def compare_plans(
     diff = max(max_difference(timings[names[0]].value, timings[name].value) for name in names[1:])
     print(f"  logits agree: max |naive - ours| = {diff:.3g}")
     return 0 if diff <= 1e-4 else 1
+
+
+def sampled_plans_parser(
+    doc: str, range_flag: str, range_help: str, samples: int, samples_help: str
+) -> argparse.ArgumentParser:
+    """Arguments of a study of sampled configurations (random-k, reorder) timed against the naive way."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", default="resnet56", help="zoo model (default resnet56)")
+    parser.add_argument(range_flag, default="1:20", help=f"{range_help} A:B (default 1:20)")
+    parser.add_argument("--samples", type=int, default=samples, help=f"{samples_help} (default {samples})")
+    parser.add_argument("--batch", type=int, default=128, help="images per batch")
+    parser.add_argument("--batches", type=int, default=1, help="number of batches")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--also-stack", type=int, default=0, help="add a stacked row of this width")
+    add_device_args(parser)
+    return parser
+
+
+def run_sampled_plans(args: argparse.Namespace, what: str, draw: Callable[[Topology], list[Plan]]) -> int:
+    """Draw the plans on a random-weight zoo model, print what runs, time naive against ours."""
+    device = setup(args)
+    loaded = load_model(f"zoo:{args.model}", weights="random")
+    executor = Executor(loaded.topology, device, **executor_options(args))
+    plans = draw(loaded.topology)
+    batches = batches_of(args.batches, args.batch, device)
+    print(f"{args.model}: {executor.n_units} units, {len(plans)} {what}, {args.batch * args.batches} images in "
+          f"{args.batches} batches of {args.batch}, stack width {executor.stack_width(batches[0])}, "
+          f"{args.precision}, {describe(device)}")
+    return compare_plans(executor, batches, plans, args.rounds, args.also_stack)
