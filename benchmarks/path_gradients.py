@@ -16,6 +16,7 @@ Run: python benchmarks/path_gradients.py --model resnet56 --batch-size 128
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from resnet_probe.executor import Executor
 from resnet_probe.load import load_model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     """Measure and print the three rates and the speed-ups of batched routing."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet56")
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--images-per-round", type=int, default=16, help="naive one-image calls per round")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -86,7 +87,8 @@ def main() -> None:
     for name in list(methods)[1:]:
         print(f"  speed-up of batched routing over {name:34s} {rates['batched routing'] / rates[name]:7.1f}x "
               f"(median {medians['batched routing'] / medians[name]:.1f}x)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,7 @@ Run: python benchmarks/response_std.py --model resnet56 --limit 846
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ def forward_only(executor: Executor, data: DataSource, batch_size: int) -> Stds:
     return {}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     """Time both ways in interleaved rounds and print time, ratio, peak memory and agreement."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet56")
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -131,7 +132,8 @@ def main() -> None:
         f"naive {min(times[n_name]) / floor - 1:+.0%}"
     )
     print(f"  largest relative difference between the two (overall and per-channel std): {rel:.2e}")
+    return 0 if rel < 1e-9 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The benchmark scripts still run and their two ways still agree (tiny sizes; nothing is timed here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+CPU = ["--device", "cpu", "--threads", "1"]
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "expect"),
+    [
+        ("lesion_sweep", ["--model", "resnet20", "--batch", "8", "--rounds", "1"], "logits identical"),
+        ("random_k", ["--model", "resnet20", "--k", "1:3", "--samples", "2", "--batch", "8", "--rounds", "1",
+                      "--also-stack", "3"], "logits agree"),
+        ("reorder", ["--model", "resnet20", "--swaps", "1:2", "--samples", "2", "--batch", "8", "--rounds", "1"],
+         "logits agree"),
+        ("path_gradients", ["--model", "resnet20", "--batch-size", "4", "--rounds", "1", "--images-per-round", "2"],
+         "speed-up of batched routing"),
+        ("response_std", ["--model", "resnet20", "--limit", "24", "--batch-size", "8", "--rounds", "1"],
+         "largest relative difference"),
+        ("veit_suite", ["--model", "resnet20", "--images", "16", "--batch-size", "8", "--grad-batch-size", "8",
+                        "--random-k", "1:2", "--random-k-samples", "1", "--swaps", "1:2", "--swap-samples", "1",
+                        "--grad-samples", "1"], "total"),
+    ],
+)
+def test_benchmark_runs_and_agrees(script: str, argv: list[str], expect: str) -> None:
+    # As a user runs them: a script of its own (lesion_sweep spawns a process per mode).
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{script}.py"), *argv, *CPU],
+        capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert expect in proc.stdout
