@@ -36,15 +36,32 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
 
 
+def _builtin_loaded_now() -> bool:
+    """Import the built-in report modules if they were not yet; True when that was needed.
+
+    They register themselves on import; a caller that asks before any report was rendered
+    would otherwise get the defaults for a built-in result.
+    """
+    import sys
+
+    if "resnet_probe.reports.analyses" in sys.modules:
+        return False
+    from . import analyses  # noqa: F401
+
+    return True
+
+
 @singledispatch
 def figures(result: Result, record: RunRecord) -> list[Figure]:
     """Figures of a result; none by default."""
-    return []
+    return figures(result, record) if _builtin_loaded_now() else []
 
 
 @singledispatch
 def tables(result: Result, record: RunRecord) -> list[Table]:
     """Tables of a result; by default its top-level scalar fields."""
+    if _builtin_loaded_now():
+        return tables(result, record)
     d = result.to_dict()
     rows = [[k, v] for k, v in d.items() if isinstance(v, (int, float, str, bool))]
     return [Table("Numbers", ["quantity", "value"], rows)] if rows else []
@@ -53,7 +70,7 @@ def tables(result: Result, record: RunRecord) -> list[Table]:
 @singledispatch
 def reading(result: Result, record: RunRecord) -> list[str]:
     """Plain-language sentences about a result; none by default."""
-    return []
+    return reading(result, record) if _builtin_loaded_now() else []
 
 
 def register(result_type: type[Result]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
