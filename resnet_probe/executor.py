@@ -328,8 +328,9 @@ class Executor:
         return grad.flatten(1).float().norm(dim=1)
 
     def response_modules(self) -> list[tuple[str, nn.Module]]:
-        """Every unit's response layers, in network order."""
-        return [pair for unit in self.topology.units for pair in unit.responses]
+        """The stem's and every unit's response layers, in network order."""
+        units = [pair for unit in self.topology.units for pair in unit.responses]
+        return [*self.topology.stem_responses, *units]
 
     def capture(self, x: Tensor, sink: Callable[[str, Tensor], None], plan: Plan | None = None) -> Tensor:
         """Run one plan and hand every response layer's output to ``sink``; returns logits."""

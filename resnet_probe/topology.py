@@ -105,7 +105,8 @@ class Topology:
     """stem -> units (with optional non-deletable transitions before some of them) -> head.
 
     ``transitions[i]`` runs right before unit ``i`` (ConvNeXt's downsample layers); it is one
-    edge of the path graph and never deleted.
+    edge of the path graph and never deleted. ``stem_responses`` are the stem's 3x3 conv
+    responses (He et al. Fig. 7 counts the first layer as well), named like ``Unit.responses``.
     """
 
     family: str
@@ -115,6 +116,7 @@ class Topology:
     model: nn.Module
     transitions: dict[int, Fn] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    stem_responses: tuple[tuple[str, nn.Module], ...] = ()
 
     def __len__(self) -> int:
         return len(self.units)

@@ -54,7 +54,7 @@ def _build_post(model: CifarResNet) -> Topology:
         return _pooled_linear(model.linear, x)
 
     notes = (OPTION_A_NOTE,) if model.shortcut_option == "A" else ()
-    return Topology(model.family, stem, units, head, model, notes=notes)
+    return Topology(model.family, stem, units, head, model, notes=notes, stem_responses=(("bn1", model.bn1),))
 
 
 def _post_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:
@@ -98,7 +98,7 @@ def _build_preact(model: PreActCifarResNet) -> Topology:
     def head(x: Tensor) -> Tensor:
         return _pooled_linear(model.linear, relu(model.bn(x)))
 
-    return Topology(model.family, model.conv1, units, head, model)
+    return Topology(model.family, model.conv1, units, head, model, stem_responses=(("conv1", model.conv1),))
 
 
 def _preact_unit(index: int, name: str, stage: int, block: nn.Module) -> Unit:

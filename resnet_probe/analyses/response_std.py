@@ -23,6 +23,8 @@ from ..loaded import LoadedModel, Preprocessing
 from ..results import Result
 from .base import Advance, Analysis, RunContext
 
+STEM = "stem"  # the `unit` of the stem's responses
+
 
 class Moments:
     """Running per-channel count, mean and M2 of one layer's responses, in float64."""
@@ -152,7 +154,9 @@ def response_std(
         >>> layers, n = response_std(Executor(lm.topology), load_data(limit=64))
         >>> unit, name, moments = layers[0]  # "layer1.0", "layer1.0.bn1", moments.std()
     """
-    owners = [(unit.name, name) for unit in executor.topology.units for name, _ in unit.responses]
+    topology = executor.topology
+    owners = [(STEM, name) for name, _ in topology.stem_responses]
+    owners += [(unit.name, name) for unit in topology.units for name, _ in unit.responses]
     if not owners:
         raise ProbeError(f"{executor.topology.family} exposes no response layers; response-std needs them")
     moments: dict[str, Moments] = {}

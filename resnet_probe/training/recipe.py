@@ -29,8 +29,9 @@ HE_WARMUP_ITERS = 400
 # so 0.02 without warm-up: every ResNet trains. Plain-56 barely trains in 205 steps at any of
 # these rates (He et al.'s degradation problem); on an idle 2-core CPU (2 threads) the demo's
 # run gave plain20 97.4 %, plain56 48.0 %, resnet20 98.6 %, resnet56 98.8 %: a net this close
-# to not training lands differently when the thread count changes the order of float sums. Batch 128 needs 8 epochs for 96 % (resnet20);
-# horizontal flips cost ~15 points (a mirrored 2 is not a 2): digits are only padded and cropped.
+# to not training lands differently when the thread count changes the order of float sums.
+# Batch 128 needs 8 epochs for 96 % (resnet20); horizontal flips cost ~15 points (a mirrored
+# 2 is not a 2): digits are only padded and cropped.
 DIGITS_EPOCHS = 5
 DIGITS_BATCH = 32
 DIGITS_LR = 0.02

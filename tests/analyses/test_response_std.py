@@ -34,7 +34,8 @@ def trained(fixtures_dir: Path):
 
 def _reference(loaded, data) -> dict[str, tuple[float, list[float]]]:
     """Overall and per-channel population std by plain BN hooks, torch.cat and float64."""
-    bns = {f"{name}.bn{k}": getattr(block, f"bn{k}") for name, block in _blocks(loaded.model) for k in (1, 2)}
+    bns = {"bn1": loaded.model.bn1}  # the stem's 3x3 conv: He et al. Fig. 7 counts it
+    bns |= {f"{name}.bn{k}": getattr(block, f"bn{k}") for name, block in _blocks(loaded.model) for k in (1, 2)}
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in bns}
     handles = [
         bn.register_forward_hook(lambda _m, _i, out, name=name: outputs[name].append(out.detach().clone()))
@@ -66,12 +67,13 @@ def test_streaming_std_equals_torch_cat_reference(trained) -> None:
     layers, n = response_std(Executor(loaded.topology), data, batch_size=128, preprocessing=loaded.preprocessing)
     assert n == 846
     assert [name for _, name, _ in layers] == list(ref)  # network order
-    assert len(layers) == 18
+    assert len(layers) == 19  # as in He et al. Fig. 7 for the 20-layer nets: 1 + 3 x 3 x 2
+    assert layers[0][:2] == ("stem", "bn1")
     for unit, name, moments in layers:
-        assert name.startswith(unit + ".")
+        assert name.startswith(unit + ".") or unit == "stem"
         want_std, want_channels = ref[name]
         assert moments.count == 846 * (
-            32 * 32 if unit.startswith("layer1") else 16 * 16 if unit.startswith("layer2") else 8 * 8
+            32 * 32 if unit.startswith("layer1") or unit == "stem" else 16 * 16 if unit.startswith("layer2") else 8 * 8
         )
         assert moments.std() == pytest.approx(want_std, rel=1e-6)
         assert moments.channel_std() == pytest.approx(want_channels, rel=1e-6)
@@ -137,7 +139,7 @@ def test_analysis_measures_main_and_compared_models(trained) -> None:
     assert [m.depth for m in result.models] == [20, 20]
     assert [m.accuracy for m in result.models] == [None, None]  # akamaster's file and random weights record none
     assert result.n_images == 40
-    assert all(len(m.layers) == 18 for m in result.models)
+    assert all(len(m.layers) == 19 for m in result.models)
     assert len(result.models[0].layers[-1].channel_std) == 64
     # The JSON round trip keeps every number.
     doc = result.to_dict()

@@ -48,9 +48,10 @@ def test_std_report_measures_every_model(capsys, tmp_path: Path) -> None:
     assert doc["options"]["compare"] == ["plain20", "resnet32"]
     models = doc["result"]["models"]
     assert [m["spec"] for m in models] == ["zoo:resnet20", "zoo:plain20", "zoo:resnet32"]
-    assert [len(m["layers"]) for m in models] == [18, 18, 30]
-    layer = models[0]["layers"][0]
-    assert (layer["unit"], layer["name"], len(layer["channel_std"])) == ("layer1.0", "layer1.0.bn1", 16)
+    assert [len(m["layers"]) for m in models] == [19, 19, 31]  # the stem's conv, then 2 per unit
+    stem, first = models[0]["layers"][:2]
+    assert (stem["unit"], stem["name"], len(stem["channel_std"])) == ("stem", "bn1", 16)
+    assert (first["unit"], first["name"], len(first["channel_std"])) == ("layer1.0", "layer1.0.bn1", 16)
     assert doc["result"]["n_images"] == 24
     assert "Mean response std: resnet20 " in r.out
     assert (out / "report.html").read_text().count("<svg") == 1
