@@ -26,7 +26,8 @@ class Unit:
     pre-activation ones (He et al. 2016). A plain unit (``shortcut_kind == "none"``) has no
     shortcut: ``y = post(residual(x))``. ``responses`` are the modules whose outputs are the
     layer responses of He et al. Fig. 7 (each 3x3 conv after its BN, before ReLU / addition),
-    as ``(name, module)`` pairs in network order.
+    as ``(name, module)`` pairs in network order; ``responses_channels_last`` says their
+    channels are the last dim (ConvNeXt's NHWC LayerNorm, ViT tokens), not dim 1.
     """
 
     index: int
@@ -42,6 +43,7 @@ class Unit:
     post: Fn
     module: nn.Module
     responses: tuple[tuple[str, nn.Module], ...] = ()
+    responses_channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.shortcut_kind not in SHORTCUT_KINDS:

@@ -126,6 +126,7 @@ def _unit(index: int, name: str, stage: int, block: Any) -> Unit:
         post=identity,
         module=block,
         responses=((f"{name}.norm", block.norm),),
+        responses_channels_last=not block.use_conv_mlp,  # timm permutes to NHWC around a plain LayerNorm
     )
 
 

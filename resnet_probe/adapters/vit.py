@@ -137,6 +137,7 @@ def _unit(index: int, name: str, dim: int, block: nn.Module, residual: Fn, respo
         post=identity,
         module=block,
         responses=(response,),
+        responses_channels_last=True,  # (batch, tokens, dim)
     )
 
 

@@ -159,6 +159,7 @@ def response_std(
     owners += [(unit.name, name) for unit in topology.units for name, _ in unit.responses]
     if not owners:
         raise ProbeError(f"{executor.topology.family} exposes no response layers; response-std needs them")
+    last = {name for unit in topology.units if unit.responses_channels_last for name, _ in unit.responses}
     moments: dict[str, Moments] = {}
     alone = distributed.world() == 1
     n = 0
@@ -169,6 +170,8 @@ def response_std(
         found: dict[str, tuple[int, Tensor, Tensor]] = {}
 
         def sink(name: str, output: Tensor, found: dict[str, tuple[int, Tensor, Tensor]] = found) -> None:
+            if name in last:
+                output = output.movedim(-1, 1)
             if name in moments:
                 moments[name].check(output)
             found[name] = batch_moments(output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from pathlib import Path
@@ -187,3 +188,33 @@ def test_report_renders_two_panels_and_reading(trained, tmp_path: Path) -> None:
     summary = content.tables(result, record)[0]
     assert [row[0] for row in summary.rows] == ["resnet20", "plain20"]
     assert summary.rows[0][3] == round(means[0], 4)
+
+
+@pytest.mark.parametrize(
+    ("spec", "channels_last"),
+    [("timm:convnext_tiny", True), ("timm:convnext_atto", False), ("timm:vit_tiny_patch16_224", True)],
+)
+def test_responses_are_per_channel_whatever_the_layout(spec: str, channels_last: bool) -> None:
+    """ConvNeXt's NHWC LayerNorm and ViT's (batch, tokens, dim) keep channels last; conv_mlp ConvNeXts at dim 1."""
+    loaded = load_model(spec, weights="random", num_classes=10)
+    data = load_data(limit=6, image_size=64 if "convnext" in spec else 224)
+    prep = dataclasses.replace(loaded.preprocessing, input_size=data.default_preprocessing.input_size)
+    layers, n = response_std(Executor(loaded.topology), data, batch_size=4, preprocessing=prep)
+    unit = loaded.topology.units[0]
+    assert unit.responses_channels_last is channels_last
+    ((name, module),) = unit.responses
+    outputs: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach().double()))
+    try:
+        with torch.no_grad():
+            for x, _ in data.batches(4, preprocessing=prep):
+                loaded.model.eval()(x)
+    finally:
+        handle.remove()
+    a = torch.cat(outputs)
+    a = a if channels_last else a.movedim(1, -1)
+    want = a.reshape(-1, a.shape[-1]).std(dim=0, unbiased=False)
+    got = {layer_name: m for _, layer_name, m in layers}[name]
+    assert n == 6 and len(got.channel_std()) == unit.out_channels == a.shape[-1]
+    assert got.channel_std() == pytest.approx(want.tolist(), rel=1e-6)
+    assert got.std() == pytest.approx(float(a.std(unbiased=False)), rel=1e-6)
