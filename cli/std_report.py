@@ -31,6 +31,7 @@ def std_report(
     download: o.Download = False,
     precision: o.Precision = "fp32",
     split: o.Split = "test",
+    workers: o.Workers = 0,
 ) -> None:
     """Std of every 3x3 conv's response after BN, per model; default: plain20/56, resnet20/56/110.
 
@@ -59,6 +60,7 @@ def std_report(
         download=download,
         precision=precision,
         split=split,
+        workers=workers,
     )
     _, record, result = run_analysis(ResponseStdAnalysis(), common, {}, compare=rest)
     print_reading(record, result)
