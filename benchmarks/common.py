@@ -40,7 +40,8 @@ def add_device_args(parser: argparse.ArgumentParser, device: str = "auto") -> No
         help="configurations per stacked call (1: off; default: auto, on for CUDA only)",
     )
     parser.add_argument(
-        "--channels-last", choices=("auto", "on", "off"), default="auto", help="NHWC model copy (auto: CUDA only)"
+        "--channels-last", choices=("auto", "on", "off"), default="auto",
+        help="NHWC model copy (auto: on for convolutional nets)",
     )
     parser.add_argument("--compile", default="", help="torch.compile backend for the residual branches (e.g. inductor)")
 

@@ -50,13 +50,13 @@ def studies() -> list[Study]:
     """The demo's studies, in the order of the index."""
     return [
         Study("lesion", f"Lesion: delete each unit of {STUDIED} (Veit Fig. 3), random k-sets (Fig. 5a)",
-              LesionAnalysis(), STUDIED, {"random_k": "1:6", "samples": 4}, (PLAIN,)),
+              LesionAnalysis(), STUDIED, {"random_k": "1:6", "samples": 3}, (PLAIN,)),
         Study("reorder", f"Reorder: swap units of {STUDIED} (Veit Fig. 5b)",
               ReorderAnalysis(), STUDIED, {"swaps": "1:8", "samples": 2}),
         Study("paths", f"Unraveled view of {STUDIED}: paths by length (Veit Fig. 6a)",
               PathsAnalysis(), STUDIED, {}),
         Study("gradients", f"Gradient per path length in {STUDIED} (Veit Fig. 6b/c)",
-              PathGradientsAnalysis(), STUDIED, {"samples": 64}),
+              PathGradientsAnalysis(), STUDIED, {"samples": 48}),
         Study("std", "Layer-response std, plain vs residual (He et al. Fig. 7)",
               ResponseStdAnalysis(), STD_SET[0], {}, STD_SET[1:]),
         Study("training", "Training curves, plain vs residual (He et al. Fig. 1/6)",
