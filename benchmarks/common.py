@@ -41,7 +41,7 @@ def add_device_args(parser: argparse.ArgumentParser, device: str = "auto") -> No
     )
     parser.add_argument(
         "--channels-last", choices=("auto", "on", "off"), default="auto",
-        help="NHWC model copy (auto: on for convolutional nets)",
+        help="NHWC model copy (auto: CUDA only)",
     )
     parser.add_argument("--compile", default="", help="torch.compile backend for the residual branches (e.g. inductor)")
 

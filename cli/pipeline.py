@@ -62,6 +62,13 @@ def open_model(
     return loaded
 
 
+def _executor(loaded: LoadedModel, device: torch.device, common: Common) -> Executor:
+    """The executor of one model with the speed options the user chose."""
+    return Executor(
+        _to(loaded, device), device, common.precision, compile=common.compile, channels_last=common.channels_last
+    )
+
+
 def run_analysis(
     analysis: Analysis,
     common: Common,
@@ -88,7 +95,7 @@ def run_analysis(
     for text in compare:
         spec, ckpt = parse_with_checkpoint(text)
         other = open_model(str(spec), ckpt, common, data)
-        compared.append((other, Executor(_to(other, device), device, common.precision, compile=common.compile)))
+        compared.append((other, _executor(other, device, common)))
     journal = None
     if analysis.resumable and distributed.world() == 1:
         identity = {
@@ -101,7 +108,7 @@ def run_analysis(
         journal = Journal(out_dir / JOURNAL, identity, resume=common.resume)
     ctx = RunContext(
         loaded=loaded,
-        executor=Executor(_to(loaded, device), device, common.precision, compile=common.compile),
+        executor=_executor(loaded, device, common),
         data=data,
         batch_size=common.batch_size,
         seed=common.seed,

@@ -6,15 +6,17 @@ costs about (n+1)/2 full passes instead of n while memory stays O(batch). Path-g
 routes and response captures are arguments of a run too; nothing is monkey-patched and no
 hook outlives a call.
 
-Speed options, none changing what is computed (beyond float rounding):
+Speed options, all off on the CPU by default and none changing what is computed:
 
 - ``stack``: sibling branches of the prefix trie that run the same step are concatenated
   along the batch and run as one call (on a GPU a CIFAR-sized net leaves the device mostly
   idle at one batch per call). Per-plan results equal the unstacked ones up to the
   convolution's own batch-size-dependent rounding (bit-identical on the CPU in our tests).
-- ``channels_last``: model copy and inputs in NHWC, the layout tensor cores want; on by
-  default for convolutional nets on the CPU too (oneDNN, 2 threads, resnet56 single-delete
-  sweep of 512 images: 22.9 s NCHW vs 15.4 s NHWC; 1 thread: 38.8 vs 34.0 s).
+- ``channels_last``: model copy and inputs in NHWC, the layout tensor cores want. It pays on
+  this project's 2-core CPU as well (oneDNN, resnet56 single-delete sweep of 512 images:
+  22.9 s NCHW vs 15.4 s NHWC with 2 threads, 38.8 vs 34.0 s with 1), but it runs a private
+  copy, so hooks on the caller's modules see nothing and logits move by float rounding
+  (~1e-5): ask for it with ``channels_last=True``; only CUDA turns it on by itself.
 - ``compile``: ``torch.compile`` of every unit's residual branch.
 - ``precision``: autocast to bf16 or fp16. Documented tolerance of bf16 against fp32 (tests/
   test_executor_speed_features.py): logits within 0.5 in absolute value, accuracy within 1
@@ -168,7 +170,7 @@ class Executor:
         if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
             raise PlanError(f"stack {stack!r}: must be a whole number of configurations >= 1 (1: off) or None (auto)")
         self.stack = stack
-        self.channels_last = _convolutional(topology.model) if channels_last is None else bool(channels_last)
+        self.channels_last = self.device.type == "cuda" if channels_last is None else bool(channels_last)
         current = _model_device(topology.model)
         moves = current is not None and current.type != self.device.type
         if moves or (self.channels_last and not _is_channels_last(topology.model)):
@@ -354,11 +356,6 @@ def _stacked(fn: Callable[[Tensor], Tensor], inputs: list[Tensor]) -> list[Tenso
         return [fn(inputs[0])]
     sizes = [int(h.shape[0]) for h in inputs]
     return list(fn(torch.cat(inputs)).split(sizes))
-
-
-def _convolutional(model: nn.Module) -> bool:
-    """Whether the model has 2-d convolution weights (NHWC then pays on CPU and GPU alike)."""
-    return any(p.dim() == 4 for p in model.parameters())
 
 
 def _is_channels_last(model: nn.Module) -> bool:

@@ -11,7 +11,7 @@ from .helpers import run_cli
 def test_every_common_field_is_an_option_of_the_analysis_commands(capsys: pytest.CaptureFixture[str]) -> None:
     flags = {"--model", "--checkpoint", "--dataset", "--data", "--limit", "--batch-size", "--device", "--seed",
              "--out", "--force", "--title", "--random-init", "--pretrained", "--download", "--precision",
-             "--split", "--compile", "--workers"}
+             "--split", "--compile", "--workers", "--channels-last"}
     for command, extra in [("lesion", {"--resume", "--random-k"}), ("reorder", {"--resume", "--swaps"}),
                            ("gradients", {"--resume", "--k"}), ("eval", set()), ("run", {"--set"})]:
         text = run_cli(capsys, command, "--help").out
@@ -30,8 +30,11 @@ def test_command_receives_the_values_given(capsys: pytest.CaptureFixture[str], m
     monkeypatch.setattr("resnet_probe.cli.gradients.run_analysis", fake_run)
     run_cli(capsys, "gradients", "-m", "resnet20", "--samples", "3", "--workers", "2", "--compile", "--limit", "9",
             "--out", tmp_path / "g")
-    (common,) = seen
+    run_cli(capsys, "gradients", "-m", "resnet20", "--channels-last")
+    run_cli(capsys, "gradients", "-m", "resnet20", "--no-channels-last")
+    common, on, off = seen
     assert (common.model, common.workers, common.compile, common.limit) == ("resnet20", 2, True, 9)
+    assert (common.channels_last, on.channels_last, off.channels_last) == (None, True, False)
     assert common.batch_size == 128 and common.out == tmp_path / "g"  # the command's own default batch
 
 
