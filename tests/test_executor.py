@@ -211,7 +211,7 @@ def test_runs_leave_the_model_untouched_even_when_they_raise(x: Tensor) -> None:
     ex.run_plans(x, _study_plans(topology), reduce=lambda z: z.argmax(1))
     seen: list[str] = []
     ex.capture(x, lambda name, out: seen.append(name), Plan.delete(4))
-    assert len(seen) == 2 * (topology.n_units - 1)  # the deleted unit's BNs do not run
+    assert len(seen) == 1 + 2 * (topology.n_units - 1)  # the stem BN; the deleted unit's BNs do not run
     routes = torch.randint(0, 2, (x.shape[0], topology.n_units))
     norms = ex.routed_input_grad_norms(x, torch.arange(x.shape[0]), routes)
     assert norms.shape == (x.shape[0],) and bool((norms > 0).all())
