@@ -18,15 +18,6 @@ from resnet_probe.executor import Executor, Plan  # noqa: E402
 from resnet_probe.topology import identity  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Two shared cores: one thread keeps these tests from fighting over them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(name: str = "convnext_atto", **kwargs: Any) -> nn.Module:
     """A random ConvNeXt with a layer scale of order 1 (timm's 1e-6 init would hide the branches)."""
     torch.manual_seed(0)

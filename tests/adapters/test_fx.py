@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -16,15 +14,6 @@ from resnet_probe.errors import AdapterError, ProbeError
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.load import load_model
 from resnet_probe.topology import Topology, identity
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Two shared cores: one thread keeps these tests from fighting over them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class ResidualMLP(nn.Module):

@@ -19,15 +19,6 @@ from resnet_probe.errors import AdapterError  # noqa: E402
 from resnet_probe.executor import Executor, Plan  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Two shared cores: one thread keeps these tests from fighting over them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random norm statistics and affine parameters, so fidelity checks are not vacuous."""
     g = torch.Generator().manual_seed(seed)

@@ -19,15 +19,6 @@ from resnet_probe.executor import Executor, Plan  # noqa: E402
 from resnet_probe.topology import identity  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Two shared cores: one thread keeps these tests from fighting over them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kwargs: Any) -> nn.Module:
     """A two-block ViT on 32x32 images (16 patches of 8x8), 10 classes, random weights."""
     torch.manual_seed(0)

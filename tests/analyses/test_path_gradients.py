@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -31,15 +30,6 @@ from resnet_probe.loaded import LoadedModel, Preprocessing
 from resnet_probe.registry import get_entry
 from resnet_probe.results import RunRecord
 from resnet_probe.topology import Topology
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared box, threading tiny batches only thrashes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def randomized(name: str, seed: int = 0) -> nn.Module:

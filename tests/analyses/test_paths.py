@@ -7,7 +7,6 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import networkx as nx
 import pytest
@@ -34,15 +33,6 @@ from resnet_probe.load import load_model
 from resnet_probe.registry import get_entry, list_models
 from resnet_probe.results import RunRecord
 from resnet_probe.topology import Topology, Unit, identity, relu
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared box, threading tiny batches only thrashes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def zoo_topology(name: str) -> Topology:

@@ -5,22 +5,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Iterator
 
 import networkx as nx
-import pytest
-import torch
 
 from .helpers import run_cli
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared box, threading tiny batches only thrashes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_paths_resnet56_offline_without_weights(capsys, tmp_path: Path) -> None:
