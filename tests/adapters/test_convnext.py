@@ -17,6 +17,8 @@ from resnet_probe.errors import AdapterError  # noqa: E402
 from resnet_probe.executor import Executor, Plan  # noqa: E402
 from resnet_probe.topology import identity  # noqa: E402
 
+from .timm_models import assert_forward_equals_model, image  # noqa: E402
+
 
 def make(name: str = "convnext_atto", **kwargs: Any) -> nn.Module:
     """A random ConvNeXt with a layer scale of order 1 (timm's 1e-6 init would hide the branches)."""
@@ -31,11 +33,6 @@ def make(name: str = "convnext_atto", **kwargs: Any) -> nn.Module:
                 m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
     return model.eval()
-
-
-def image(seed: int = 1) -> torch.Tensor:
-    """Two small random images."""
-    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
 
 
 def test_convnext_atto_units_and_transitions() -> None:
@@ -87,11 +84,7 @@ def test_notes() -> None:
 def test_forward_equals_model(name: str, kwargs: dict[str, Any]) -> None:
     model = make(name, **kwargs)
     topo = adapter.build(model)
-    x = image()
-    with torch.no_grad():
-        expected, got = model(x), topo.forward(x)
-    assert expected.shape == (2, 10) and expected.abs().max() > 1e-3
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert_forward_equals_model(model, topo, image())
 
 
 def test_layer_scale_is_in_the_residual_branch() -> None:

@@ -18,33 +18,9 @@ from resnet_probe.adapters import build_topology  # noqa: E402
 from resnet_probe.adapters import timm_resnet as adapter  # noqa: E402
 from resnet_probe.adapters import torchvision as tv_adapter  # noqa: E402
 
+from .timm_models import assert_forward_equals_model, image, make  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics and affine parameters (timm zero-inits the last BN of a branch)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                n = m.weight.numel()
-                m.weight.copy_(0.5 + 0.5 * torch.rand(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-    return model.eval()
-
-
-def make(name: str, **kwargs: Any) -> nn.Module:
-    """A random-weight timm model with random norm statistics."""
-    torch.manual_seed(0)
-    return randomize_norms(timm.create_model(name, num_classes=10, **kwargs))
-
-
-def image(seed: int = 1) -> torch.Tensor:
-    """Two small random images."""
-    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize(
@@ -112,11 +88,7 @@ def test_responses_and_notes() -> None:
 def test_forward_equals_model(name: str, kwargs: dict[str, Any]) -> None:
     model = make(name, **kwargs)
     topo = adapter.build(model)
-    x = image()
-    with torch.no_grad():
-        expected, got = model(x), topo.forward(x)
-    assert expected.shape == (2, 10) and expected.abs().max() > 1e-3
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert_forward_equals_model(model, topo, image())
 
 
 def test_training_mode_drop_path_and_drop_block_follow_timm() -> None:

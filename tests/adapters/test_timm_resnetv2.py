@@ -18,26 +18,7 @@ from resnet_probe.adapters import timm_resnetv2 as adapter  # noqa: E402
 from resnet_probe.errors import AdapterError  # noqa: E402
 from resnet_probe.executor import Executor, Plan  # noqa: E402
 
-
-def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics and affine parameters, so fidelity checks are not vacuous."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
-                n = m.weight.numel()
-                m.weight.copy_(0.5 + 0.5 * torch.rand(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-    return model.eval()
-
-
-def make(name: str, **kwargs: Any) -> nn.Module:
-    """A random-weight timm model with random norm statistics and 10 classes."""
-    torch.manual_seed(0)
-    return randomize_norms(timm.create_model(name, num_classes=10, **kwargs))
+from .timm_models import assert_forward_equals_model, image, make, randomize_norms  # noqa: E402
 
 
 def post_act_resnetv2() -> nn.Module:
@@ -48,11 +29,6 @@ def post_act_resnetv2() -> nn.Module:
         norm_layer=BatchNormAct2d, num_classes=10,
     )
     return randomize_norms(model)
-
-
-def image(seed: int = 1, size: int = 64) -> torch.Tensor:
-    """Two small random images."""
-    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
 def test_resnetv2_50_units() -> None:
@@ -108,11 +84,7 @@ def test_notes() -> None:
 def test_forward_equals_model(name: str, kwargs: dict[str, Any]) -> None:
     model = make(name, **kwargs)
     topo = adapter.build(model)
-    x = image()
-    with torch.no_grad():
-        expected, got = model(x), topo.forward(x)
-    assert expected.shape == (2, 10) and expected.abs().max() > 1e-3
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert_forward_equals_model(model, topo, image())
 
 
 def test_post_activation_bottleneck_forward() -> None:
