@@ -10,7 +10,7 @@ Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) this is a no-op.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -52,14 +52,6 @@ def is_main() -> bool:
 def local_device_index() -> int:
     """The GPU index torchrun assigned to this rank."""
     return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def mine(items: Iterable[T]) -> Iterator[tuple[int, T]]:
-    """``(index, item)`` for the items this rank owns (round robin)."""
-    w, r = world(), rank()
-    for i, item in enumerate(items):
-        if i % w == r:
-            yield i, item
 
 
 def my_batches(data: DataSource, batch_size: int, **kwargs: Any) -> Iterator[tuple[int, Batch]]:

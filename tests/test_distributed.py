@@ -14,9 +14,12 @@ import pytest
 from resnet_probe import distributed
 
 
-def test_alone_everything_is_mine() -> None:
+def test_alone_every_batch_is_mine() -> None:
+    from resnet_probe.data import load_data
+
     assert distributed.world() == 1 and distributed.is_main()
-    assert list(distributed.mine("abc")) == [(0, "a"), (1, "b"), (2, "c")]
+    batches = list(distributed.my_batches(load_data(limit=10), 4))
+    assert [i for i, _ in batches] == [0, 1, 2] and [len(y) for _, (_, y) in batches] == [4, 4, 2]
     assert distributed.gather_ordered([(2, "c"), (0, "a"), (1, "b")]) == ["a", "b", "c"]
 
 
