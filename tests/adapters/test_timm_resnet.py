@@ -18,7 +18,7 @@ from resnet_probe.adapters import build_topology  # noqa: E402
 from resnet_probe.adapters import timm_resnet as adapter  # noqa: E402
 from resnet_probe.adapters import torchvision as tv_adapter  # noqa: E402
 
-from .timm_models import assert_forward_equals_model, image, make  # noqa: E402
+from .timm_models import assert_forward_equals_model, forward_both_seeded, image, make  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,13 +96,8 @@ def test_training_mode_drop_path_and_drop_block_follow_timm() -> None:
     topo = adapter.build(model)
     assert adapter.DROP_NOTE in topo.notes
     x = image()
-    with torch.no_grad():
-        torch.manual_seed(5)
-        expected = model(x)
-        torch.manual_seed(5)
-        got = topo.forward(x)
-        torch.manual_seed(6)
-        other = topo.forward(x)
+    expected, got = forward_both_seeded(model, topo, x)
+    _, other = forward_both_seeded(model, topo, x, seed=6)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     assert not torch.allclose(got, other)  # the stochastic layers really ran
 

@@ -18,7 +18,7 @@ from resnet_probe.adapters import timm_resnetv2 as adapter  # noqa: E402
 from resnet_probe.errors import AdapterError  # noqa: E402
 from resnet_probe.executor import Executor, Plan  # noqa: E402
 
-from .timm_models import assert_forward_equals_model, image, make, randomize_norms  # noqa: E402
+from .timm_models import assert_forward_equals_model, forward_both_seeded, image, make, randomize_norms  # noqa: E402
 
 
 def post_act_resnetv2() -> nn.Module:
@@ -137,12 +137,7 @@ def test_training_mode_drop_path_follows_timm() -> None:
     model = make("resnetv2_18", drop_path_rate=0.3).train()
     topo = adapter.build(model)
     assert adapter.DROP_NOTE in topo.notes
-    x = image()
-    with torch.no_grad():
-        torch.manual_seed(5)
-        expected = model(x)
-        torch.manual_seed(5)
-        got = topo.forward(x)
+    expected, got = forward_both_seeded(model, topo, image())
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 

@@ -42,3 +42,14 @@ def assert_forward_equals_model(model: nn.Module, topology: Any, x: torch.Tensor
         expected, got = model(x), topology.forward(x)
     assert expected.shape == (2, 10) and expected.abs().max() > 1e-3
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def forward_both_seeded(
+    model: nn.Module, topology: Any, x: torch.Tensor, seed: int = 5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model(x), topology.forward(x)), each from the same RNG seed: stochastic layers draw alike."""
+    with torch.no_grad():
+        torch.manual_seed(seed)
+        expected = model(x)
+        torch.manual_seed(seed)
+        return expected, topology.forward(x)
