@@ -18,10 +18,10 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import torch
 
-from resnet_probe.datasets.source import TensorSource
+from resnet_probe.data.preprocessing import Preprocessing
+from resnet_probe.data.source import TensorSource
 from resnet_probe.executor import Executor, Plan, resolve_device
-from resnet_probe.load import load_model
-from resnet_probe.loaded import Preprocessing
+from resnet_probe.models.load import load_model
 from resnet_probe.topology import Topology
 
 T = TypeVar("T")

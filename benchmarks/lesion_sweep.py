@@ -20,7 +20,7 @@ import torch
 from common import MiB, add_device_args, batches_of, describe, executor_options, measure, setup, sync
 
 from resnet_probe.executor import Executor, Plan
-from resnet_probe.load import load_model
+from resnet_probe.models.load import load_model
 
 
 def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from common import MiB, measure
 
-from resnet_probe.analyses.path_gradients import draw_routes, routable_units
+from resnet_probe.analyses.gradients import draw_routes, routable_units
 from resnet_probe.executor import Executor
-from resnet_probe.load import load_model
+from resnet_probe.models.load import load_model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from torch import Tensor
 from resnet_probe.analyses.response_std import response_std
 from resnet_probe.data import DataSource, load_data
 from resnet_probe.executor import Executor
-from resnet_probe.load import load_model
+from resnet_probe.models.load import load_model
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "cifar10_test_first846.npz"
 Stds = dict[str, tuple[float, list[float]]]

@@ -27,12 +27,12 @@ import torch
 from common import MiB, add_device_args, describe, executor_options, measure, setup, synthetic_cifar
 
 from resnet_probe.analyses.base import RunContext
+from resnet_probe.analyses.gradients import GradientsAnalysis, routable_units
 from resnet_probe.analyses.lesion import LesionAnalysis
-from resnet_probe.analyses.path_gradients import PathGradientsAnalysis, routable_units
 from resnet_probe.analyses.reorder import ReorderAnalysis
 from resnet_probe.analyses.response_std import ResponseStdAnalysis
 from resnet_probe.executor import Executor
-from resnet_probe.load import load_model
+from resnet_probe.models.load import load_model
 from resnet_probe.results import Result
 
 STUDIES = ("lesion", "reorder", "gradients", "std")
@@ -56,7 +56,7 @@ def studies(args: argparse.Namespace, n_routable: int) -> dict[str, tuple[str, C
         ),
         "gradients": (
             f"{n_routable} lengths x {args.grad_samples} path samples",
-            lambda ctx: PathGradientsAnalysis().run(
+            lambda ctx: GradientsAnalysis().run(
                 dataclasses.replace(ctx, batch_size=args.grad_batch_size),
                 samples=args.grad_samples, k=f"1:{n_routable}",
             ),

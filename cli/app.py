@@ -7,19 +7,12 @@ from typing import Sequence
 
 import click
 import typer
+from resnet_probe.cli import evaluate, gradients, lesion, models, paths, plugins, reorder, report, response_std, train
+from resnet_probe.cli.console import err
+from resnet_probe.cli.demo import demo
 from rich.text import Text
 
 from resnet_probe.errors import ProbeError
-
-from . import evaluate, models, plugins, report
-from . import gradients as gradients_cmd
-from . import lesion as lesion_cmd
-from . import paths as paths_cmd
-from . import reorder as reorder_cmd
-from . import std_report as std_report_cmd
-from . import train as train_cmd
-from .console import err
-from .demo import demo
 
 app = typer.Typer(
     name="resnet-probe",
@@ -29,18 +22,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("models")(models.models)
-app.command("eval")(evaluate.evaluate)
+app.command("evaluate")(evaluate.evaluate)
+app.command("lesion")(lesion.lesion)
+app.command("reorder")(reorder.reorder)
+app.command("paths")(paths.paths)
+app.command("gradients")(gradients.gradients)
+app.command("response-std")(response_std.response_std)
+app.command("train")(train.train)
+app.command("train-curves")(train.train_curves)
+app.command("demo")(demo)
 app.command("analyses")(plugins.analyses)
 app.command("run")(plugins.run)
 app.command("report")(report.report)
-app.command("paths")(paths_cmd.paths)
-app.command("gradients")(gradients_cmd.gradients)
-app.command("lesion")(lesion_cmd.lesion)
-app.command("std-report")(std_report_cmd.std_report)
-app.command("train")(train_cmd.train)
-app.command("train-report")(train_cmd.train_report)
-app.command("reorder")(reorder_cmd.reorder)
-app.command("demo")(demo)
+# The short names the commands had before the analyses got one name each.
+for alias, command in (("eval", evaluate.evaluate), ("std-report", response_std.response_std),
+                       ("train-report", train.train_curves)):
+    app.command(alias, help=f"Alias of `{command.__name__.replace('_', '-')}`.")(command)
 
 
 # typer >= 0.2x vendors click: its usage errors derive from typer.TyperException, not click's.

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from resnet_probe.settings import RunSettings
+
+if TYPE_CHECKING:
+    from resnet_probe.results import Result, RunRecord
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -25,3 +30,29 @@ def rich_progress(description: str, total: int) -> Iterator[callable]:  # type: 
     ) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+def run_command(
+    name: str, settings: RunSettings, options: dict[str, Any], *, compare: Sequence[str] = ()
+) -> tuple[RunRecord, Result]:
+    """Run the analysis called ``name`` into its run directory with a progress bar; say where it went."""
+    from resnet_probe import distributed
+    from resnet_probe.plugins import get_analysis
+    from resnet_probe.runner import run_analysis
+
+    out_dir, record, result = run_analysis(
+        get_analysis(name)(), settings, options, compare=compare, progress=rich_progress
+    )
+    if distributed.is_main():
+        out.print(f"wrote {out_dir / 'report.html'}, results.json, results.csv and figures/")
+    else:
+        out.quiet = True  # only rank 0 prints results
+    return record, result
+
+
+def print_reading(record: RunRecord, result: Result) -> None:
+    """Print the report's plain-language reading to stdout."""
+    from resnet_probe.reports import content
+
+    for sentence in content.reading(result, record):
+        out.print(sentence)

@@ -11,23 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from resnet_probe.reports import content
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import out, run_command
+from resnet_probe.cli.response_std import ensure_trained
 
-from resnet_probe.analyses.base import Analysis
-from resnet_probe.analyses.lesion import LesionAnalysis
-from resnet_probe.analyses.path_gradients import PathGradientsAnalysis
-from resnet_probe.analyses.paths import PathsAnalysis
-from resnet_probe.analyses.reorder import ReorderAnalysis
-from resnet_probe.analyses.response_std import ResponseStdAnalysis
-from resnet_probe.analyses.train_curves import TrainCurvesAnalysis
-from resnet_probe.results import atomic_write_text
-from resnet_probe.spec import parse
-
-from . import options as o
-from .console import out
-from .output import run_directory
-from .pipeline import run_analysis
-from .std_report import ensure_trained
+from resnet_probe.files import atomic_write_text
+from resnet_probe.models.spec import parse
+from resnet_probe.settings import RunSettings
 
 #: residual net studied, its plain twin, and the Fig. 7 set measured by std-report
 STUDIED, PLAIN = "resnet56", "plain56"
@@ -40,7 +30,7 @@ class Study:
 
     folder: str
     heading: str
-    analysis: Analysis
+    analysis: str
     model: str
     options: dict[str, Any]
     compare: tuple[str, ...] = ()
@@ -50,17 +40,17 @@ def studies() -> list[Study]:
     """The demo's studies, in the order of the index."""
     return [
         Study("lesion", f"Lesion: delete each unit of {STUDIED} (Veit Fig. 3), random k-sets (Fig. 5a)",
-              LesionAnalysis(), STUDIED, {"random_k": "1:6", "samples": 3}, (PLAIN,)),
+              "lesion", STUDIED, {"random_k": "1:6", "samples": 3}, (PLAIN,)),
         Study("reorder", f"Reorder: swap units of {STUDIED} (Veit Fig. 5b)",
-              ReorderAnalysis(), STUDIED, {"swaps": "1:8", "samples": 2}),
+              "reorder", STUDIED, {"swaps": "1:8", "samples": 2}),
         Study("paths", f"Unraveled view of {STUDIED}: paths by length (Veit Fig. 6a)",
-              PathsAnalysis(), STUDIED, {}),
+              "paths", STUDIED, {}),
         Study("gradients", f"Gradient per path length in {STUDIED} (Veit Fig. 6b/c)",
-              PathGradientsAnalysis(), STUDIED, {"samples": 48}),
+              "gradients", STUDIED, {"samples": 48}),
         Study("std", "Layer-response std, plain vs residual (He et al. Fig. 7)",
-              ResponseStdAnalysis(), STD_SET[0], {}, STD_SET[1:]),
+              "response-std", STD_SET[0], {}, STD_SET[1:]),
         Study("training", "Training curves, plain vs residual (He et al. Fig. 1/6)",
-              TrainCurvesAnalysis(), STD_SET[0], {}, STD_SET[1:]),
+              "train-curves", STD_SET[0], {}, STD_SET[1:]),
     ]
 
 
@@ -74,18 +64,22 @@ def demo(
 ) -> None:
     """Train what is missing on the embedded digits data, run every study, write DIR/index.html."""
     started = time.perf_counter()
+    from resnet_probe.reports import content
+
+    from resnet_probe.rundir import run_directory
+
     root = run_directory(out_dir, "demo", "digits", force)
     ensure_trained([parse(m) for m in STD_SET], "digits", seed, device, download=False)
     # NHWC: the same numbers on the digits nets, and 1.1-1.5x faster on a CPU too.
-    base = o.Common(
+    base = RunSettings(
         model=STUDIED, dataset="digits", limit=limit, batch_size=batch_size, device=device, seed=seed, force=True,
         channels_last=True,
     )
     entries = []
     for study in studies():
         out.rule(study.heading)
-        common = replace(base, model=study.model, out=root / study.folder, title=study.heading)
-        _, record, result = run_analysis(study.analysis, common, study.options, compare=study.compare)
+        settings = replace(base, model=study.model, out=root / study.folder, title=study.heading)
+        record, result = run_command(study.analysis, settings, study.options, compare=study.compare)
         reading = content.reading(result, record)
         entries.append({
             "href": f"{study.folder}/report.html",

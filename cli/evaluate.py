@@ -1,20 +1,22 @@
-"""`resnet-probe eval`: accuracy of the unchanged model."""
+"""`resnet-probe evaluate` (alias `eval`): accuracy of the unchanged model."""
 
 from __future__ import annotations
 
-from resnet_probe.analyses.accuracy import EvalAnalysis, EvalResult
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import out, run_command
 
-from . import options as o
-from .console import out
-from .pipeline import run_analysis
+from resnet_probe.settings import RunSettings
 
 
 @o.with_common(omit=("resume",))
-def evaluate(common: o.Common) -> None:
+def evaluate(settings: RunSettings) -> None:
     """Top-1 accuracy of a model on a data set; writes results.json and report.html."""
-    _, _, result = run_analysis(EvalAnalysis(), common, {})
-    assert isinstance(result, EvalResult)
+    from resnet_probe.analyses.evaluate import EvaluateResult
+
+    _, result = run_command("evaluate", settings, {})
+    assert isinstance(result, EvaluateResult)
     out.print(
-        f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.n} correct), "
+        f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.n} correct; "
+        f"{100 * settings.confidence:g} % interval [{100 * result.ci[0]:.2f}, {100 * result.ci[1]:.2f}] %), "
         f"loss {result.loss:.4f}"
     )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import print_reading, run_command
 
-from resnet_probe.analyses.path_gradients import DEFAULT_SAMPLES, DEFAULT_SHARE, PathGradientsAnalysis
-
-from . import options as o
-from .pipeline import print_reading, run_analysis
+from resnet_probe.settings import EFFECTIVE_SHARE, GRADIENT_SAMPLES, RunSettings
 
 Samples = Annotated[int, typer.Option("--samples", help="Path samples per length (Veit et al.: 1000).")]
 Lengths = Annotated[
@@ -20,13 +19,11 @@ Share = Annotated[float, typer.Option("--share", help="Share of the total gradie
 
 @o.with_common(batch_size=128)
 def gradients(
-    common: o.Common, samples: Samples = DEFAULT_SAMPLES, k: Lengths = None, share: Share = DEFAULT_SHARE
+    settings: RunSettings, samples: Samples = GRADIENT_SAMPLES, k: Lengths = None, share: Share = EFFECTIVE_SHARE
 ) -> None:
     """Gradient magnitude per path length and the effective paths (Veit et al. Fig. 6b/6c).
 
     Example: resnet-probe gradients --model resnet110 --dataset cifar10 --split train --samples 1000
     """
-    _, record, result = run_analysis(
-        PathGradientsAnalysis(), common, {"samples": samples, "k": k, "share": share}
-    )
+    record, result = run_command("gradients", settings, {"samples": samples, "k": k, "share": share})
     print_reading(record, result)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import out, print_reading, run_command
 from rich.table import Table
 
-from resnet_probe.analyses.lesion import DEFAULT_SAMPLES, LesionAnalysis, LesionResult
+from resnet_probe.settings import LESION_SAMPLES, RunSettings
 
-from . import options as o
-from .console import out
-from .pipeline import print_reading, run_analysis
+if TYPE_CHECKING:
+    from resnet_probe.analyses.lesion import LesionResult
 
 SHOWN = 10  # the costliest single deletions printed; the report has them all
 
@@ -33,10 +34,10 @@ Compare = Annotated[
 
 @o.with_common()
 def lesion(
-    common: o.Common,
+    settings: RunSettings,
     delete: Delete = None,
     random_k: RandomK = None,
-    samples: Samples = DEFAULT_SAMPLES,
+    samples: Samples = LESION_SAMPLES,
     compare: Compare = None,
 ) -> None:
     """Accuracy after deleting residual units: each alone, a given set, or random k-sets.
@@ -44,29 +45,36 @@ def lesion(
     Example: resnet-probe lesion --model resnet110 --dataset cifar10 --random-k 1:20 --samples 20
     """
     options = {"delete": delete, "random_k": random_k, "samples": samples}
-    _, record, result = run_analysis(LesionAnalysis(), common, options, compare=compare or ())
+    from resnet_probe.analyses.lesion import LesionResult
+
+    record, result = run_command("lesion", settings, options, compare=compare or ())
     assert isinstance(result, LesionResult)
-    out.print(summary_table(result, str(record.model.get("spec", common.model))))
+    out.print(summary_table(result, str(record.model.get("spec", settings.model))))
     print_reading(record, result)
 
 
 def summary_table(result: LesionResult, spec: str) -> Table:
     """Baseline, the costliest deletions (or the deleted set) and the random-k means."""
     base = result.baseline.accuracy
-    table = Table("deleted", "units", "accuracy", "cost (points)", title=f"lesion {spec}")
-    table.add_row("none", "", f"{100 * base:.2f} %", "")
+    table = Table(title=f"lesion {spec}")
+    for column in ("deleted", "units", "accuracy [interval] %", "cost", "sig."):
+        table.add_column(column, no_wrap=column == "units")
+    table.add_row("none", "", _acc(base, result.baseline.ci), "", "")
     configs = sorted(result.configs, key=lambda c: c.accuracy)[:SHOWN]
     for c in configs:
         names = ", ".join(
             n + (" (downsampling)" if result.units[i].downsampling else "")
             for i, n in zip(c.deleted, c.names, strict=True)
         )
-        table.add_row(", ".join(map(str, c.deleted)), names, f"{100 * c.accuracy:.2f} %",
-                      f"{100 * (base - c.accuracy):+.2f}")
+        table.add_row(", ".join(map(str, c.deleted)), names, _acc(c.accuracy, c.ci),
+                      f"{100 * (base - c.accuracy):+.2f}", "yes" if c.significant else "no")
     if len(result.configs) > SHOWN:
-        table.add_row("…", f"{len(result.configs) - SHOWN} cheaper deletions in report.html", "", "")
+        table.add_row("…", f"{len(result.configs) - SHOWN} cheaper deletions in report.html", "", "", "")
     for r in result.random_k:
-        table.add_row(f"k={r.k}", f"{r.samples} random sets (mean ± std)",
-                      f"{100 * r.mean_accuracy:.2f} ± {100 * r.std_accuracy:.2f} %",
-                      f"{100 * (base - r.mean_accuracy):+.2f}")
+        table.add_row(f"k={r.k}", f"{r.samples} random sets (mean)", _acc(r.mean_accuracy, r.ci),
+                      f"{100 * (base - r.mean_accuracy):+.2f}", f"{r.significant}/{r.samples}")
     return table
+
+
+def _acc(accuracy: float, ci: tuple[float, float]) -> str:
+    return f"{100 * accuracy:.2f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"

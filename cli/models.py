@@ -6,13 +6,10 @@ import json
 from typing import Annotated, Any, Optional
 
 import typer
+from resnet_probe.cli.console import out
 from rich.table import Table
 
-from resnet_probe.adapters import build_topology
-from resnet_probe.registry import get_entry, list_models
-from resnet_probe.topology import count_params
-
-from .console import out
+from resnet_probe.models.registry import get_entry, list_models
 
 
 def models(
@@ -23,11 +20,7 @@ def models(
     rows: list[dict[str, Any]] = []
     for name in list_models(pattern or "*"):
         entry = get_entry(name)
-        model = entry.builder()
-        rows.append({
-            "name": name, "family": entry.family,
-            "units": build_topology(model).n_units, "params": count_params(model),
-        })
+        rows.append({"name": name, "family": entry.family, "units": entry.units, "params": entry.params})
     if as_json:
         out.print_json(json.dumps(rows))
         return

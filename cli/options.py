@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from resnet_probe.settings import BATCH_SIZE, CONFIDENCE, RunSettings
+
 Model = Annotated[str, typer.Option("--model", "-m", help="Model: resnet110, zoo:resnet56, tv:resnet50, timm:resnet50.a1_in1k.")]
 Checkpoint = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights file (our format, state_dict, safetensors, akamaster).")]
-Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help="cifar10 | cifar100 | imagenet | digits (default: digits, embedded, offline).")]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help="cifar10 | cifar10-sample (846 real test images, shipped) | cifar100 | imagenet | digits (default: digits, embedded, offline).")]
 Data = Annotated[Optional[Path], typer.Option("--data", help="CIFAR root, ImageFolder, or .npz with images (N,H,W,3) uint8 and labels.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")]
@@ -35,33 +37,8 @@ ChannelsLast = Annotated[
         help="NHWC layout: faster convolutions on GPUs and most CPUs, on a private copy (default: on with CUDA).",
     ),
 ]
+Confidence = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="Level of every interval; a paired test is significant when its Holm-adjusted p < 1 - level.")]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the residual branches (inductor): minutes to start, for long GPU runs.")]
-
-
-@dataclass(frozen=True)
-class Common:
-    """The options every analysis command shares, gathered once."""
-
-    model: str
-    checkpoint: Path | None = None
-    dataset: str | None = None
-    data: Path | None = None
-    limit: int | None = None
-    batch_size: int = 256
-    device: str = "auto"
-    seed: int = 0
-    out: Path | None = None
-    force: bool = False
-    title: str | None = None
-    random_init: bool = False
-    pretrained: bool = False
-    download: bool = False
-    precision: str = "fp32"
-    split: str = "test"
-    resume: bool = False
-    compile: bool = False
-    workers: int = 0
-    channels_last: bool | None = None  # None: the executor's default (on with CUDA)
 
 
 def _shared(
@@ -70,7 +47,7 @@ def _shared(
     dataset: Dataset = None,
     data: Data = None,
     limit: Limit = None,
-    batch_size: BatchSize = 256,
+    batch_size: BatchSize = BATCH_SIZE,
     device: Device = "auto",
     seed: Seed = 0,
     out: Out = None,
@@ -85,20 +62,21 @@ def _shared(
     compile: Compile = False,
     workers: Workers = 0,
     channels_last: ChannelsLast = None,
+    confidence: Confidence = CONFIDENCE,
 ) -> None:
-    """The typer parameters of :class:`Common`, declared once (never called)."""
+    """The typer parameters of :class:`RunSettings`, declared once (never called)."""
 
 
 SHARED = {name: p for name, p in inspect.signature(_shared, eval_str=True).parameters.items()}
-assert set(SHARED) == {f.name for f in fields(Common)}
+assert set(SHARED) == {f.name for f in fields(RunSettings)}
 
 
 def with_common(
-    *, batch_size: int = 256, omit: tuple[str, ...] = ()
+    *, batch_size: int = BATCH_SIZE, omit: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Give a command every :class:`Common` option; it receives them as ``common: Common``.
+    """Give a command every :class:`RunSettings` option; it receives them as ``settings: RunSettings``.
 
-    The command declares only its own options next to ``common``; typer sees ``--model``
+    The command declares only its own options next to ``settings``; typer sees ``--model``
     first, then those, then the shared ones (``omit`` drops some, e.g. ``resume`` where the
     analysis cannot resume).
     """
@@ -107,7 +85,7 @@ def with_common(
         raise ValueError(f"cannot omit {sorted(unknown) or ['model']}")
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "common"]
+        own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "settings"]
         shared = [
             p.replace(default=batch_size) if name == "batch_size" else p
             for name, p in SHARED.items()
@@ -121,7 +99,7 @@ def with_common(
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> None:
             values = {name: kwargs.pop(name) for name in list(kwargs) if name in SHARED}
-            return command(common=Common(**values), **kwargs)
+            return command(settings=RunSettings(**values), **kwargs)
 
         wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}

@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import out, print_reading, run_command
 
-from resnet_probe.analyses.paths import PathsAnalysis
-
-from . import options as o
-from .console import out
-from .pipeline import print_reading, run_analysis
+from resnet_probe.settings import RunSettings
 
 GraphML = Annotated[
     Optional[Path], typer.Option("--graphml", help="Also write the path graph as GraphML (networkx.read_graphml).")
@@ -30,9 +28,9 @@ def paths(
 
     Example: resnet-probe paths --model resnet56 --graphml resnet56.graphml
     """
-    common = o.Common(model, checkpoint, device="cpu", out=out_dir, force=force, title=title)
+    settings = RunSettings(model, checkpoint, device="cpu", out=out_dir, force=force, title=title)
     options = {"graphml": str(graphml)} if graphml is not None else {}
-    _, record, result = run_analysis(PathsAnalysis(), common, options)
+    record, result = run_command("paths", settings, options)
     print_reading(record, result)
     if graphml is not None:
         out.print(f"wrote {graphml}")

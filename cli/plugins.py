@@ -6,18 +6,18 @@ import json
 from typing import Annotated, Optional
 
 import typer
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import err, out, print_reading, run_command
 from rich.table import Table
 
 from resnet_probe.errors import ProbeError
-from resnet_probe.plugins import discover, get_analysis
-
-from . import options as o
-from .console import err, out
-from .pipeline import print_reading, run_analysis
+from resnet_probe.settings import RunSettings
 
 
 def analyses() -> None:
     """List installed analyses (name, package, version); broken plugins are named and skipped."""
+    from resnet_probe.plugins import discover
+
     table = Table("name", "package", "version", "description")
     for info in discover():
         if info.analysis is None:
@@ -27,9 +27,9 @@ def analyses() -> None:
     out.print(table)
 
 
-def _parse_settings(settings: list[str]) -> dict[str, object]:
+def _parse_assignments(assignments: list[str]) -> dict[str, object]:
     parsed: dict[str, object] = {}
-    for item in settings:
+    for item in assignments:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ProbeError(f"--set {item!r}: expected KEY=VALUE")
@@ -43,13 +43,12 @@ def _parse_settings(settings: list[str]) -> dict[str, object]:
 @o.with_common()
 def run(
     name: Annotated[str, typer.Argument(help="Analysis name, as `resnet-probe analyses` lists it.")],
-    common: o.Common,
-    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Analysis option KEY=VALUE (JSON values).")] = None,
+    settings: RunSettings,
+    assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Analysis option KEY=VALUE (JSON values).")] = None,
 ) -> None:
     """Run any installed analysis (built-in or third-party) with its default options."""
-    analysis = get_analysis(name)()
     try:
-        _, record, result = run_analysis(analysis, common, _parse_settings(settings or []))
+        record, result = run_command(name, settings, _parse_assignments(assignments or []))
     except TypeError as exc:
         raise ProbeError(f"analysis {name!r} rejected its options: {exc}") from None
     print_reading(record, result)

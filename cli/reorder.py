@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import statistics
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import out, print_reading, run_command
 from rich.table import Table
 
-from resnet_probe.analyses.reorder import DEFAULT_SAMPLES, ReorderAnalysis, ReorderResult
+from resnet_probe.settings import REORDER_SAMPLES, RunSettings
 
-from . import options as o
-from .console import out
-from .pipeline import print_reading, run_analysis
+if TYPE_CHECKING:
+    from resnet_probe.analyses.reorder import ReorderResult
 
 Swaps = Annotated[str, typer.Option("--swaps", help="Numbers of random swaps k: A:B (inclusive) or K.")]
 Samples = Annotated[int, typer.Option("--samples", help="Random orders per k.")]
 
 
 @o.with_common()
-def reorder(common: o.Common, swaps: Swaps = "1:20", samples: Samples = DEFAULT_SAMPLES) -> None:
+def reorder(settings: RunSettings, swaps: Swaps = "1:20", samples: Samples = REORDER_SAMPLES) -> None:
     """Accuracy of the network with its units reordered by k random swaps, against Kendall tau.
 
     Example: resnet-probe reorder --model resnet110 --dataset cifar10 --swaps 1:20 --samples 10
     """
-    _, record, result = run_analysis(ReorderAnalysis(), common, {"swaps": swaps, "samples": samples})
+    from resnet_probe.analyses.reorder import ReorderResult
+
+    record, result = run_command("reorder", settings, {"swaps": swaps, "samples": samples})
     assert isinstance(result, ReorderResult)
-    out.print(summary_table(result, str(record.model.get("spec", common.model))))
+    out.print(summary_table(result, str(record.model.get("spec", settings.model))))
     print_reading(record, result)
 
 

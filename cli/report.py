@@ -6,12 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-from resnet_probe.plugins import get_analysis
-from resnet_probe.results import RunRecord, read_json
-
-from . import options as o
-from .console import out
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import out
 
 
 def report(
@@ -21,6 +17,10 @@ def report(
 ) -> None:
     """Re-render report.html from results.json."""
     from resnet_probe.reports import write_report
+
+    from resnet_probe.files import read_json
+    from resnet_probe.plugins import get_analysis
+    from resnet_probe.results import RunRecord
 
     record = RunRecord.from_dict(read_json(results))
     result = get_analysis(record.analysis).result_type.from_dict(record.result)

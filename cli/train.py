@@ -1,12 +1,14 @@
-"""`resnet-probe train` and `resnet-probe train-report`: train into the cache, draw the curves."""
+"""`resnet-probe train` and `resnet-probe train-curves` (alias `train-report`): train into the cache, draw the curves."""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
 import typer
+from resnet_probe.cli import options as o
+from resnet_probe.cli.console import err, out, print_reading, run_command
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,19 +18,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from resnet_probe import cache
-from resnet_probe.analyses.train_curves import TrainCurvesAnalysis
-from resnet_probe.checkpoints import read_checkpoint
-from resnet_probe.data import DataSource, load_data
 from resnet_probe.errors import CheckpointError
-from resnet_probe.spec import ModelSpec, parse, parse_with_checkpoint
-from resnet_probe.train import Progress as TrainCallback
-from resnet_probe.train import TrainResult, TrainStatus, train_model
-from resnet_probe.training.state import SUFFIX as RESUME_SUFFIX
+from resnet_probe.models import cache
+from resnet_probe.models.spec import parse, parse_with_checkpoint
+from resnet_probe.settings import RunSettings
 
-from . import options as o
-from .console import err, out
-from .pipeline import print_reading, run_analysis
+if TYPE_CHECKING:
+    from resnet_probe.data import DataSource
+    from resnet_probe.models.spec import ModelSpec
+    from resnet_probe.training.loop import Progress as TrainCallback
+    from resnet_probe.training.loop import TrainResult, TrainStatus
 
 Epochs = Annotated[
     Optional[int], typer.Option("--epochs", help="Passes over the training set (default: the recipe's).")
@@ -95,6 +94,8 @@ def epoch_line(r: dict, epochs: int) -> str:
 
 def open_train_data(dataset: str | None, data: Path | None, download: bool) -> tuple[DataSource, DataSource | None]:
     """Training split and, where the source has one, the test split."""
+    from resnet_probe.data import load_data
+
     train_src = load_data(dataset, data, split="train", download=download)
     if data is not None and train_src.name not in ("cifar10", "cifar100"):
         # An .npz file or an image folder is one split: there is no separate test set to score.
@@ -107,6 +108,8 @@ def fit(
     spec: ModelSpec, train_src: DataSource, test_src: DataSource | None, *, dataset: str, **kwargs: object
 ) -> TrainResult:
     """Train with the rich progress bar and print where the checkpoint went."""
+    from resnet_probe.training.loop import train_model
+
     with training_progress(f"train {spec.name}") as report:
         result = train_model(spec, train_src, test_src, dataset=dataset, progress=report, **kwargs)  # type: ignore[arg-type]
     acc = "" if result.test_accuracy is None else f", test accuracy {100 * result.test_accuracy:.2f} %"
@@ -156,7 +159,7 @@ def train(
     )
 
 
-def train_report(
+def train_curves(
     models: Models = None,
     dataset: o.Dataset = None,
     out_dir: o.Out = None,
@@ -170,10 +173,8 @@ def train_report(
     key = dataset or "digits"
     runs = [_resolve(text, key) for text in models] if models else _cached_runs(key)
     first_spec, first_ckpt = runs[0]
-    common = o.Common(str(first_spec), first_ckpt, dataset=key, out=out_dir, force=force, title=title, device="cpu")
-    _, record, result = run_analysis(
-        TrainCurvesAnalysis(), common, {}, compare=[f"{spec}={ckpt}" for spec, ckpt in runs[1:]]
-    )
+    settings = RunSettings(str(first_spec), first_ckpt, dataset=key, out=out_dir, force=force, title=title, device="cpu")
+    record, result = run_command("train-curves", settings, {}, compare=[f"{spec}={ckpt}" for spec, ckpt in runs[1:]])
     print_reading(record, result)
 
 
@@ -190,6 +191,9 @@ def _resolve(text: str, dataset: str) -> tuple[ModelSpec, Path]:
 
 
 def _cached_runs(dataset: str) -> list[tuple[ModelSpec, Path]]:
+    from resnet_probe.models.checkpoints import read_checkpoint
+    from resnet_probe.training.state import SUFFIX as RESUME_SUFFIX
+
     folder = cache.home() / "checkpoints" / dataset
     files = (
         sorted(p for p in folder.glob("*.safetensors") if not p.name.endswith(RESUME_SUFFIX)) if folder.is_dir() else []

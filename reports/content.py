@@ -7,9 +7,10 @@ numbers appear as a JSON table and the reading says nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import singledispatch
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from matplotlib.axes import Axes
 
@@ -46,7 +47,7 @@ def _builtin_loaded_now() -> bool:
 
     if "resnet_probe.reports.analyses" in sys.modules:
         return False
-    from . import analyses  # noqa: F401
+    from resnet_probe.reports import analyses  # noqa: F401
 
     return True
 
@@ -89,3 +90,33 @@ def register(result_type: type[Result]) -> Callable[[Callable[..., Any]], Callab
         return fn
 
     return decorator
+
+
+def pct(value: float | None) -> str:
+    """An accuracy as ``93.26 %``; ``n/a`` when unknown."""
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def interval_text(ci: Sequence[float]) -> str:
+    """An interval of accuracies as ``[91.5, 94.8] %``."""
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] %"
+
+
+def p_text(p: float) -> str:
+    """A p-value in three significant digits, or its bound when tiny."""
+    return "< 1e-6" if p < 1e-6 else f"{p:.3g}"
+
+
+def smallest_detectable(n: int, tests: int, confidence: float) -> tuple[int, float]:
+    """The fewest images (all lost, none gained) a paired test can call significant after Holm over ``tests``.
+
+    Holm's first step compares the smallest p with ``(1 - confidence) / tests``; returns the
+    image count and the accuracy difference it is, in points.
+    """
+    from resnet_probe.stats import mcnemar_exact
+
+    alpha = (1 - confidence) / max(tests, 1)
+    b = 1
+    while b <= n and mcnemar_exact(b, 0) >= alpha:
+        b += 1
+    return b, 100 * b / n if n else math.inf

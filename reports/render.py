@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from resnet_probe.reports import content
+from resnet_probe.reports.content import Figure
+from resnet_probe.reports.svg import Drawn, draw
 
-from resnet_probe.results import Result, RunRecord, atomic_write_text
-
-from . import content
-from .svg import figure_svg
+from resnet_probe.files import atomic_target, atomic_write_text
+from resnet_probe.results import Result, RunRecord
 
 _ENV = Environment(
     loader=PackageLoader("resnet_probe.reports", "templates"),
@@ -24,18 +26,28 @@ _ENV = Environment(
 
 def _load_content_modules() -> None:
     """Import every built-in report module so their singledispatch entries are registered."""
-    from . import analyses  # noqa: F401
+    from resnet_probe.reports import analyses  # noqa: F401
 
 
-def render_report(record: RunRecord, result: Result, title: str | None = None) -> str:
-    """The report as an HTML string: header, reading, figures (inline SVG), tables."""
+def figure_stem(index: int, caption: str) -> str:
+    """File name of a figure under figures/: its number and the first words of its caption."""
+    words = re.findall(r"[a-z0-9]+", caption.lower())[:6]
+    return f"fig{index + 1}-" + "-".join(words) if words else f"fig{index + 1}"
+
+
+def _drawn(record: RunRecord, result: Result, pdf: bool) -> list[tuple[Figure, Drawn]]:
     _load_content_modules()
-    figs = []
-    for spec in content.figures(result, record):
-        # Our own matplotlib output, not user text: safe to insert unescaped.
-        figs.append({"caption": spec.caption, "svg": Markup(figure_svg(spec))})
+    return [(spec, draw(spec, pdf=pdf)) for spec in content.figures(result, record)]
+
+
+def render_report(
+    record: RunRecord, result: Result, title: str | None = None, drawn: list[tuple[Figure, Drawn]] | None = None
+) -> str:
+    """The report as an HTML string: header, reading, figures (inline SVG), tables."""
+    drawn = _drawn(record, result, pdf=False) if drawn is None else drawn
+    # Our own matplotlib output, not user text: safe to insert unescaped.
+    figs = [{"caption": spec.caption, "svg": Markup(d.inline)} for spec, d in drawn]
     template = _ENV.get_template("report.html")
-    css = (Path(__file__).parent / "templates" / "style.css").read_text(encoding="utf-8")
     return template.render(
         title=title or record.title or f"{record.analysis} — {record.model.get('spec', '?')}",
         record=record,
@@ -44,7 +56,7 @@ def render_report(record: RunRecord, result: Result, title: str | None = None) -
         notes=record.extra.get("notes", []),
         figures=figs,
         tables=content.tables(result, record),
-        css=Markup(css),
+        css=Markup(_css()),
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -52,6 +64,36 @@ def render_report(record: RunRecord, result: Result, title: str | None = None) -
 def write_report(path: Path, record: RunRecord, result: Result, title: str | None = None) -> None:
     """Render and atomically write the report."""
     atomic_write_text(path, render_report(record, result, title))
+
+
+class HtmlRenderer:
+    """The built-in renderer (entry point ``resnet_probe.renderers: html``)."""
+
+    def write(self, out_dir: Path, record: RunRecord, result: Result) -> list[Path]:
+        """report.html, and every figure once as figures/NAME.svg and .pdf (drawn once for both)."""
+        drawn = _drawn(record, result, pdf=True)
+        written = []
+        for i, (spec, d) in enumerate(drawn):
+            stem = out_dir / "figures" / figure_stem(i, spec.caption)
+            atomic_write_text(stem.with_suffix(".svg"), d.svg)
+            with atomic_target(stem.with_suffix(".pdf")) as tmp:
+                tmp.write_bytes(d.pdf or b"")
+            written += [stem.with_suffix(".svg"), stem.with_suffix(".pdf")]
+        atomic_write_text(out_dir / "report.html", render_report(record, result, record.title, drawn))
+        return [*written, out_dir / "report.html"]
+
+    def inline(self, record: RunRecord, result: Result) -> str:
+        """Reading, figures and tables as one HTML fragment (a Jupyter cell's output)."""
+        _load_content_modules()
+        return _ENV.get_template("inline.html").render(
+            reading=content.reading(result, record),
+            figures=[{"caption": s.caption, "svg": Markup(d.inline)} for s, d in _drawn(record, result, pdf=False)],
+            tables=content.tables(result, record),
+        )
+
+
+def _css() -> str:
+    return (Path(__file__).parent / "templates" / "style.css").read_text(encoding="utf-8")
 
 
 def _meta_rows(record: RunRecord) -> list[tuple[str, Any]]:
@@ -78,10 +120,9 @@ def _meta_rows(record: RunRecord) -> list[tuple[str, Any]]:
 def render_index(entries: list[dict[str, Any]], seconds: float) -> str:
     """The demo's index page: a link and a one-line finding per report."""
     _load_content_modules()
-    css = (Path(__file__).parent / "templates" / "style.css").read_text(encoding="utf-8")
     return _ENV.get_template("index.html").render(
         entries=entries,
         seconds=seconds,
-        css=Markup(css),
+        css=Markup(_css()),
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

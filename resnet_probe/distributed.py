@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 if TYPE_CHECKING:
-    from .datasets.source import Batch, DataSource
+    from resnet_probe.data.source import Batch, DataSource
 
 T = TypeVar("T")
 

@@ -36,8 +36,8 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import torch
 from torch import Tensor, nn
 
-from .errors import DeviceError, PlanError
-from .topology import Topology
+from resnet_probe.errors import DeviceError, PlanError
+from resnet_probe.topology import Topology
 
 T = TypeVar("T")
 Step = tuple[int, bool]  # (unit index, deleted)
@@ -175,7 +175,7 @@ class Executor:
         moves = current is not None and current.type != self.device.type
         if moves or (self.channels_last and not _is_channels_last(topology.model)):
             # Moving or re-laying out would mutate the caller's model: run a private copy instead.
-            from .adapters import build_topology
+            from resnet_probe.adapters import build_topology
 
             model = copy.deepcopy(topology.model).to(self.device)
             if self.channels_last:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
+from resnet_probe.errors import OutputError
 
 
 class Journal:

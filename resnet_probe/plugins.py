@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import metadata
 
-from .analyses.base import Analysis
-from .errors import ProbeError
+from resnet_probe.analyses.base import Analysis
+from resnet_probe.errors import ProbeError
 
 GROUP = "resnet_probe.analyses"
+# Older names (commands and results.json files of earlier versions) and Python spellings.
+ALIASES = {
+    "eval": "evaluate",
+    "std-report": "response-std",
+    "response_std": "response-std",
+    "train-report": "train-curves",
+    "train_curves": "train-curves",
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ def discover() -> list[PluginInfo]:
 def get_analysis(name: str) -> type[Analysis]:
     """The analysis class registered as ``name``; unknown or broken ones are user errors."""
     plugins = {p.name: p for p in discover()}
-    info = plugins.get(name)
+    info = plugins.get(name) or plugins.get(ALIASES.get(name, ""))
     if info is None:
         valid = ", ".join(sorted(plugins)) or "none"
         raise ProbeError(f"unknown analysis {name!r}; installed: {valid} (see `resnet-probe analyses`)")

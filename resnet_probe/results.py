@@ -8,33 +8,66 @@ dict. Files are written to a temporary name and renamed, so nothing is ever writ
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import platform
-import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .errors import OutputError
+from resnet_probe.errors import OutputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 R = TypeVar("R", bound="Result")
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Base of every analysis result: plain data, no tensors."""
+    """Base of every analysis result: plain data, no tensors.
+
+    ``run`` is the record of the run that produced it (model, data, seed, options), set by the
+    runner; it is not part of the result's own data (``to_dict`` leaves it out).
+    """
 
     analysis: ClassVar[str] = ""
+    run: RunRecord | None = dataclasses.field(default=None, kw_only=True, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (dataclasses, tuples and lists become dicts and lists)."""
-        return _plain(dataclasses.asdict(self))
+        d = dataclasses.asdict(dataclasses.replace(self, run=None))
+        del d["run"]
+        return _plain(d)
 
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
         """Inverse of :meth:`to_dict` for flat results; nested ones override this."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} - {"run"}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_frame(self) -> pd.DataFrame:
+        """The result's main table, tidy (one row per configuration, length or layer)."""
+        import pandas as pd
+
+        d = self.to_dict()
+        return pd.DataFrame([{k: v for k, v in d.items() if isinstance(v, (int, float, str, bool))}])
+
+    def save(self, out_dir: str | Path, *, force: bool = False) -> Path:
+        """Write results.json, results.csv, report.html and figures/ into ``out_dir``, as the CLI does."""
+        from resnet_probe.rundir import run_directory, write_run
+
+        record = self._record()
+        target = run_directory(Path(out_dir), record.analysis, str(record.model.get("spec", "")), force)
+        write_run(target, record, self)
+        return target
+
+    def _repr_html_(self) -> str:
+        from resnet_probe.rundir import renderer
+
+        return renderer().inline(self._record(), self)
+
+    def _record(self) -> RunRecord:
+        if self.run is None:
+            raise OutputError("this result has no run record; results from resnet_probe's API carry one")
+        return self.run
 
 
 def _plain(obj: Any) -> Any:
@@ -89,45 +122,3 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; reports are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Atomically write a JSON document (sorted keys off: the schema order reads better)."""
-    atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a results.json; a missing or malformed file is a user error."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OutputError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(doc, dict):
-        raise OutputError(f"{path}: not a resnet-probe results.json")
-    return doc

@@ -88,19 +88,6 @@ class Unit:
             return x
         return self.merge(self.shortcut(x), None)
 
-    def describe(self) -> dict[str, object]:
-        """Tensor-free description for results and reports."""
-        return {
-            "index": self.index,
-            "name": self.name,
-            "stage": self.stage,
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "stride": self.stride,
-            "downsampling": self.downsampling,
-            "shortcut": self.shortcut_kind,
-        }
-
 
 @dataclass(frozen=True, eq=False)
 class Topology:
@@ -151,9 +138,6 @@ class Topology:
             h = unit.forward(h)
         return self.head(h)
 
-    def describe(self) -> list[dict[str, object]]:
-        """Tensor-free description of every unit."""
-        return [u.describe() for u in self.units]
 
 
 def count_params(model: nn.Module) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_probe.checkpoints import save_checkpoint
-from resnet_probe.load import load_model
+from resnet_probe.models.checkpoints import save_checkpoint
+from resnet_probe.models.load import load_model
 from resnet_probe.plugins import discover
 
 from .cli.helpers import run_cli
@@ -20,7 +20,7 @@ HISTORY = [{"epoch": 1, "iteration": 4, "lr": 0.1, "train_loss": 2.0, "train_err
 
 # analysis name -> CLI arguments ({ckpt}: a checkpoint with a training history)
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "eval": ("eval", "--model", "resnet20", *TINY),
+    "evaluate": ("eval", "--model", "resnet20", *TINY),
     "lesion": ("lesion", "--model", "resnet20", *TINY, "--random-k", "1:3", "--samples", "3"),
     "reorder": ("reorder", "--model", "resnet20", *TINY, "--swaps", "1:3", "--samples", "3"),
     "paths": ("paths", "--model", "resnet20"),

@@ -15,12 +15,12 @@ from resnet_probe.analyses.lesion import random_sets
 from resnet_probe.analyses.reorder import random_orders
 from resnet_probe.analyses.response_std import response_std
 from resnet_probe.data import load_data
-from resnet_probe.datasets.source import TensorSource
+from resnet_probe.data.source import TensorSource
 from resnet_probe.errors import PlanError
-from resnet_probe.evaluate import score_plans
 from resnet_probe.executor import STACK_ELEMENTS, Executor, Plan
-from resnet_probe.load import load_model
-from resnet_probe.loaded import LoadedModel
+from resnet_probe.models.load import load_model
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.scoring import score_plans
 from resnet_probe.topology import Topology
 
 MODELS = ("resnet20", "resnet20_b", "plain20", "preact_resnet20")
@@ -272,7 +272,7 @@ def test_cuda_autocast_scores_close_to_fp32(precision: str) -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_device_resident_batches_equal_cpu_batches(shuffle: bool) -> None:
-    from resnet_probe.datasets.source import fits_on_device
+    from resnet_probe.data.source import fits_on_device
 
     data = _synthetic(300)
     assert fits_on_device(data.images, torch.device("cuda"))

@@ -20,14 +20,14 @@ timm = pytest.importorskip("timm")
 
 from resnet_probe.adapters import build_topology  # noqa: E402
 from resnet_probe.analyses.base import RunContext  # noqa: E402
+from resnet_probe.analyses.gradients import GradientsAnalysis  # noqa: E402
 from resnet_probe.analyses.lesion import LesionAnalysis  # noqa: E402
-from resnet_probe.analyses.path_gradients import PathGradientsAnalysis  # noqa: E402
 from resnet_probe.analyses.paths import count_paths, unraveled_graph  # noqa: E402
 from resnet_probe.analyses.response_std import ResponseStdAnalysis  # noqa: E402
-from resnet_probe.datasets.source import TensorSource  # noqa: E402
+from resnet_probe.data.source import TensorSource  # noqa: E402
 from resnet_probe.executor import Executor  # noqa: E402
-from resnet_probe.loaded import LoadedModel, Preprocessing  # noqa: E402
-from resnet_probe.spec import ModelSpec  # noqa: E402
+from resnet_probe.models.loaded import LoadedModel, Preprocessing  # noqa: E402
+from resnet_probe.models.spec import ModelSpec  # noqa: E402
 
 N_IMAGES = 4
 PREP = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=None, source="timm")
@@ -175,7 +175,7 @@ def test_lesion_gradients_and_responses_run_and_leave_the_model_untouched(
         before = snapshot(model)
         ctx = RunContext(loaded=loaded, executor=Executor(loaded.topology), data=data, batch_size=N_IMAGES)
         lesion = LesionAnalysis().run(ctx)
-        grads = PathGradientsAnalysis().run(ctx, samples=3, k="1:3")
+        grads = GradientsAnalysis().run(ctx, samples=3, k="1:3")
         assert_untouched(model, before)
         responses = ResponseStdAnalysis().run(ctx) if fam.family != "fx" else None
         assert_untouched(model, before)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_probe.checkpoints import save_checkpoint
-from resnet_probe.load import load_model
+from resnet_probe.models.checkpoints import save_checkpoint
+from resnet_probe.models.load import load_model
 
 from .cli.helpers import run_cli
 

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from resnet_probe.analyses.base import Analysis, RunContext
-from resnet_probe.checkpoints import save_checkpoint
 from resnet_probe.data import load_data
-from resnet_probe.datasets.source import TensorSource
+from resnet_probe.data.source import TensorSource
 from resnet_probe.executor import Executor
-from resnet_probe.load import load_model
-from resnet_probe.loaded import LoadedModel
+from resnet_probe.models.checkpoints import save_checkpoint
+from resnet_probe.models.load import load_model
+from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.plugins import discover
 
 # Tiny options per built-in analysis; a third-party plugin runs with its defaults.
@@ -140,4 +140,4 @@ def test_analysis_that_fails_inside_a_forward_pass_leaves_the_model_untouched(
 
 def test_every_built_in_analysis_is_covered() -> None:
     names = {p.name for p in ANALYSES}
-    assert {"eval", "lesion", "reorder", "paths", "gradients", "response-std", "train-curves"} <= names
+    assert {"evaluate", "lesion", "reorder", "paths", "gradients", "response-std", "train-curves"} <= names

@@ -9,18 +9,24 @@ from typing import Sequence
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
+from resnet_probe.reports.content import (
+    Figure,
+    Table,
+    interval_text,
+    p_text,
+    pct,
+    register,
+    smallest_detectable,
+)
 
 from resnet_probe.analyses.lesion import LesionResult, LesionStudy, UnitInfo
 from resnet_probe.results import RunRecord
 
-from ..content import Figure, Table, register
-
 FIG_WIDTH = 9.0  # room for the legend right of the axes
+MIN_BAND = 5  # fewer samples than this draw no band: the points are shown instead
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
 
 
 def _studies(result: LesionResult, record: RunRecord) -> list[tuple[str, LesionStudy]]:
@@ -92,6 +98,16 @@ def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
         x = list(range(len(study.units)))
         ax.plot(x, [error.get(i, math.nan) for i in x], marker="o", markersize=5, color=color,
                 label=f"{label}: one unit deleted")
+        # Wilson intervals of the error, and hollow markers where the change is not significant.
+        bars = [(c.deleted[0], 100 * (1 - c.accuracy), 100 * (1 - c.ci[1]), 100 * (1 - c.ci[0]), c.significant)
+                for c in study.configs if len(c.deleted) == 1]
+        ax.errorbar([b[0] for b in bars], [b[1] for b in bars],
+                    yerr=[[b[1] - b[2] for b in bars], [b[3] - b[1] for b in bars]],
+                    fmt="none", ecolor=color, elinewidth=1, capsize=2, alpha=0.7)
+        same = [b for b in bars if not b[4]]
+        if same:
+            ax.scatter([b[0] for b in same], [b[1] for b in same], marker="o", s=36, facecolor="white",
+                       edgecolor=color, zorder=4, label=f"{label}: not significant (Holm)")
         ax.axhline(100 * (1 - study.baseline.accuracy), color=color, linestyle="--", linewidth=1,
                    label=f"{label}: no deletion")
         down = [(i, 100 * (1 - a)) for i, a in points if study.units[i].downsampling]
@@ -129,11 +145,16 @@ def _draw_random(ax: Axes, result: LesionResult, record: RunRecord) -> None:
     for (label, study), color in zip(studies, sns.color_palette("deep", len(studies)), strict=True):
         k = [r.k for r in study.random_k]
         mean = [100 * (1 - r.mean_accuracy) for r in study.random_k]
-        std = [100 * r.std_accuracy for r in study.random_k]
         sns.lineplot(x=k, y=mean, ax=ax, marker="o", color=color, label=f"{label}: mean of random sets")
-        low = [m - s for m, s in zip(mean, std, strict=True)]
-        high = [m + s for m, s in zip(mean, std, strict=True)]
-        ax.fill_between(k, low, high, color=color, alpha=0.2)
+        # Each set as a faint point; the bootstrap interval of the mean as a band where 5+ sets make one.
+        for r in study.random_k:
+            ax.scatter([r.k] * len(r.accuracies), [100 * (1 - a) for a in r.accuracies], s=8, color=color,
+                       alpha=0.25, linewidths=0)
+        banded = [r for r in study.random_k if r.samples >= MIN_BAND]
+        if banded:
+            ax.fill_between([r.k for r in banded], [100 * (1 - r.ci[1]) for r in banded],
+                            [100 * (1 - r.ci[0]) for r in banded], color=color, alpha=0.2,
+                            label=f"{label}: {level_of(record)} bootstrap interval of the mean")
         ax.axhline(100 * (1 - study.baseline.accuracy), color=color, linestyle="--", linewidth=1,
                    label=f"{label}: no deletion")
     ax.set_xlabel("number of deleted units k")
@@ -184,9 +205,9 @@ def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
     studies = _labelled(result, record)
     tables = [Table(
         "Unchanged models",
-        ["model", "accuracy", "correct", "images", "loss"],
-        [[label, _pct(s.baseline.accuracy), s.baseline.correct, s.baseline.n, f"{s.baseline.loss:.4f}"]
-         for label, s in studies],
+        ["model", "accuracy", f"{level_of(record)} interval", "correct", "images", "loss"],
+        [[label, pct(s.baseline.accuracy), interval_text(s.baseline.ci), s.baseline.correct, s.baseline.n,
+          f"{s.baseline.loss:.4f}"] for label, s in studies],
     )]
     for label, s in studies:
         base = s.baseline.accuracy
@@ -198,21 +219,23 @@ def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
                 ", ".join(sorted({str(u.stage) for u in units})),
                 "yes" if any(u.downsampling for u in units) else "",
                 ", ".join(sorted({u.shortcut for u in units})),
-                _pct(c.accuracy), c.correct, f"{100 * (base - c.accuracy):+.2f}", f"{c.loss:.4f}",
+                pct(c.accuracy), interval_text(c.ci), c.correct, f"{100 * (base - c.accuracy):+.2f}",
+                p_text(c.p_adjusted), "yes" if c.significant else "no", f"{c.loss:.4f}",
             ])
         title = "Single-unit deletions" if result.sweep else "Deleted set"
         tables.append(Table(
             f"{title}: {label}",
-            ["deleted", "names", "stage", "downsampling", "shortcut", "accuracy", "correct",
-             "cost (points)", "loss"],
+            ["deleted", "names", "stage", "downsampling", "shortcut", "accuracy", f"{level_of(record)} interval",
+             "correct", "cost (points)", "p (McNemar, Holm)", "significant", "loss"],
             rows,
         ))
         if s.random_k:
             tables.append(Table(
                 f"Random deletions: {label}",
-                ["k", "sets", "mean accuracy", "std (points)", "mean cost (points)"],
-                [[r.k, r.samples, _pct(r.mean_accuracy), f"{100 * r.std_accuracy:.2f}",
-                  f"{100 * (base - r.mean_accuracy):+.2f}"] for r in s.random_k],
+                ["k", "sets", "mean accuracy", f"{level_of(record)} bootstrap interval", "std (points)",
+                 "mean cost (points)", "sets significant (Holm)"],
+                [[r.k, r.samples, pct(r.mean_accuracy), interval_text(r.ci), f"{100 * r.std_accuracy:.2f}",
+                  f"{100 * (base - r.mean_accuracy):+.2f}", f"{r.significant}/{r.samples}"] for r in s.random_k],
             ))
     return tables
 
@@ -226,7 +249,7 @@ def cost(points: float) -> str:
     return f"gains {-points:.1f} points" if points < -0.05 else f"costs {abs(points):.1f} points"
 
 
-def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool) -> list[str]:
+def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool, record: RunRecord) -> list[str]:
     base = study.baseline.accuracy
     units = study.units
     lead = "Deleting" if main else f"In {label}, deleting"
@@ -242,9 +265,16 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool) -> l
             f"which {cost(costs[worst])}" if worst is not None else ""
         )
         # The headline first (the demo's index shows only the first sentence).
+        median_config = sorted(study.configs, key=lambda c: costs[c.deleted[0]])[len(study.configs) // 2]
+        known = "" if median_config.significant else f", which {study.baseline.n} images cannot tell from zero"
         out.append(
             f"{label}: the median single deletion {cost(median)} of accuracy "
-            f"(unchanged: {_pct(base)}){tail}."
+            f"(unchanged: {pct(base)}, {level_of(record)} interval {interval_text(study.baseline.ci)}){known}{tail}."
+        )
+        significant = sum(c.significant for c in study.configs)
+        out.append(
+            f"{significant} of {len(study.configs)} single deletions of {label} differ significantly from the "
+            f"unchanged model (exact McNemar test on the images one of the two gets right, Holm-adjusted)."
         )
         for u in down:
             if u.index not in costs:
@@ -265,9 +295,11 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool) -> l
         c = study.configs[0]
         deleted = [units[i] for i in c.deleted]
         together = " together" if len(deleted) > 1 else ""
+        verdict = "significant" if c.significant else "not significant"
         out.append(
             f"{lead} {', '.join(describe_unit(u, units) for u in deleted)}{together} "
-            f"{cost(100 * (base - c.accuracy))} ({_pct(base)} → {_pct(c.accuracy)})."
+            f"{cost(100 * (base - c.accuracy))} ({pct(base)} → {pct(c.accuracy)}, "
+            f"{interval_text(c.ci)}; McNemar p = {p_text(c.p_adjusted)}, {verdict})."
         )
         for u in deleted:
             if u.downsampling and u.shortcut == "zero-pad":
@@ -276,9 +308,8 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool) -> l
         lo, hi = study.random_k[0], study.random_k[-1]
         out.append(
             f"{label}: deleting k random units ({lo.samples} sets per k) leaves a mean accuracy of "
-            f"{_pct(lo.mean_accuracy)} (std {100 * lo.std_accuracy:.1f} points) at k = {lo.k}"
-            + (f" and {_pct(hi.mean_accuracy)} (std {100 * hi.std_accuracy:.1f} points) at k = {hi.k}."
-               if hi.k != lo.k else ".")
+            f"{pct(lo.mean_accuracy)} ({interval_text(lo.ci)}) at k = {lo.k}"
+            + (f" and {pct(hi.mean_accuracy)} ({interval_text(hi.ci)}) at k = {hi.k}." if hi.k != lo.k else ".")
         )
     return out
 
@@ -288,5 +319,21 @@ def lesion_reading(result: LesionResult, record: RunRecord) -> list[str]:
     """The cost of deleting each downsampling unit, the median deletion, the random-k trend."""
     out = []
     for i, (label, study) in enumerate(_labelled(result, record)):
-        out += _study_reading(label, study, result.sweep, main=i == 0)
+        out += _study_reading(label, study, result.sweep, i == 0, record)
+    study = result.study
+    tests = len(study.configs) + sum(r.samples for r in study.random_k)
+    confidence = float(record.extra.get("confidence", 0.95))
+    images, points = smallest_detectable(study.baseline.n, tests, confidence)
+    out.append(
+        f"Sample size: with {study.baseline.n} images and {tests} paired tests, no change smaller than "
+        f"{points:.2f} points ({images} images lost, none gained) can be significant; one image is "
+        f"{100 / study.baseline.n:.2f} points."
+        + (f" {study.baseline.n} images give wide intervals: use the full test set for small effects."
+           if study.baseline.n <= 1000 else "")
+    )
     return out
+
+
+def level_of(record: RunRecord) -> str:
+    """The level of a run's intervals as ``95 %``."""
+    return f"{100 * float(record.extra.get('confidence', 0.95)):g} %"

@@ -7,11 +7,10 @@ from typing import Sequence
 
 import seaborn as sns
 from matplotlib.axes import Axes
+from resnet_probe.reports.content import Figure, Table, register
 
 from resnet_probe.analyses.paths import PATH_SHARE, PathsResult
 from resnet_probe.results import RunRecord
-
-from ..content import Figure, Table, register
 
 FULL_TABLE_UNITS = 120  # beyond this, the per-length table keeps the 95 % window only
 FLOAT_SAFE_BITS = 1000  # ints below 2^1000 convert to float without overflow

@@ -8,15 +8,10 @@ import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
+from resnet_probe.reports.content import Figure, Table, pct, register
 
 from resnet_probe.analyses.reorder import ReorderConfig, ReorderResult
 from resnet_probe.results import RunRecord
-
-from ..content import Figure, Table, register
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
 
 
 def _by_k(result: ReorderResult) -> dict[int, list[ReorderConfig]]:
@@ -91,9 +86,9 @@ def reorder_tables(result: ReorderResult, record: RunRecord) -> list[Table]:
         ["swaps k", "orders", "mean τ", "mean accuracy", "std accuracy", "worst accuracy", "mean cost (points)"],
         [
             [k, len(cs), f"{statistics.fmean(c.kendall_tau for c in cs):.3f}",
-             _pct(statistics.fmean(c.accuracy for c in cs)),
+             pct(statistics.fmean(c.accuracy for c in cs)),
              f"{100 * statistics.stdev(c.accuracy for c in cs):.2f}" if len(cs) > 1 else "0.00",
-             _pct(min(c.accuracy for c in cs)),
+             pct(min(c.accuracy for c in cs)),
              f"{100 * (base.accuracy - statistics.fmean(c.accuracy for c in cs)):+.2f}"]
             for k, cs in _by_k(result).items()
         ],
@@ -106,7 +101,7 @@ def reorder_tables(result: ReorderResult, record: RunRecord) -> list[Table]:
     configs = Table(
         "Reordered networks (moved units as unit@position)",
         ["swaps k", "moved", "Kendall τ", "accuracy", "correct", "loss"],
-        [[c.swaps, _moved(c.order), f"{c.kendall_tau:.3f}", _pct(c.accuracy), c.correct, f"{c.loss:.4f}"]
+        [[c.swaps, _moved(c.order), f"{c.kendall_tau:.3f}", pct(c.accuracy), c.correct, f"{c.loss:.4f}"]
          for c in result.configs],
     )
     return [summary, groups, configs]
@@ -121,9 +116,9 @@ def reorder_reading(result: ReorderResult, record: RunRecord) -> list[str]:
     mean = {k: statistics.fmean(c.accuracy for c in cs) for k, cs in groups.items()}
     taus = [c.kendall_tau for c in result.configs]
     out = [
-        f"{record.model.get('spec', 'The model')} reaches {_pct(base)} in its original order; after "
-        f"{lo_k} random swap{'s' if lo_k != 1 else ''} the mean accuracy is {_pct(mean[lo_k])}"
-        + (f", after {hi_k} swaps {_pct(mean[hi_k])}" if hi_k != lo_k else "")
+        f"{record.model.get('spec', 'The model')} reaches {pct(base)} in its original order; after "
+        f"{lo_k} random swap{'s' if lo_k != 1 else ''} the mean accuracy is {pct(mean[lo_k])}"
+        + (f", after {hi_k} swaps {pct(mean[hi_k])}" if hi_k != lo_k else "")
         + f" (Kendall τ from {max(taus):.2f} down to {min(taus):.2f})."
     ]
     accs = [c.accuracy for c in result.configs]

@@ -6,11 +6,10 @@ import statistics
 from typing import TYPE_CHECKING
 
 from matplotlib.axes import Axes
+from resnet_probe.reports.content import Figure, Table, register
 
 from resnet_probe.analyses.response_std import ModelStd, ResponseStdResult
 from resnet_probe.results import RunRecord
-
-from ..content import Figure, Table, register
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,8 +10,8 @@ import importlib
 
 from torch import nn
 
-from ..errors import AdapterError
-from ..topology import Topology
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Topology
 
 # Order matters: the first adapter whose ``matches`` accepts the model builds it. The torch.fx
 # fallback accepts any module, so it comes last: only a model every named adapter refused reaches it.

@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import AdapterError
-from ..topology import Fn, Topology, Unit, identity
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Fn, Topology, Unit, identity
 
 FAMILY = "convnext"
 _MODULE = "timm.models.convnext"

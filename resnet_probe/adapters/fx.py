@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..errors import AdapterError
-from ..topology import Fn, Topology, Unit, identity
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Fn, Topology, Unit, identity
 
 FAMILY = "fx"
 

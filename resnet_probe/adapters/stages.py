@@ -6,8 +6,8 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import AdapterError
-from ..topology import Unit
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Unit
 
 UnitBuilder = Callable[[int, str, int, nn.Module], Unit]
 

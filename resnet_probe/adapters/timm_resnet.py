@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import AdapterError
-from ..topology import Fn, Topology, Unit, identity, relu
-from .stages import collect_units
+from resnet_probe.adapters.stages import collect_units
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Fn, Topology, Unit, identity, relu
 
 FAMILY = "timm-resnet"
 _MODULE = "timm.models.resnet"

@@ -15,9 +15,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import AdapterError
-from ..topology import Fn, Topology, Unit, identity
-from .timm_resnet import out_of_place
+from resnet_probe.adapters.timm_resnet import out_of_place
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Fn, Topology, Unit, identity
 
 FAMILY = "timm-resnetv2"
 _MODULE = "timm.models.resnetv2"

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ..errors import AdapterError
-from ..topology import Fn, Topology, Unit, identity, relu
-from .stages import collect_units
+from resnet_probe.adapters.stages import collect_units
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Fn, Topology, Unit, identity, relu
 
 if TYPE_CHECKING:
     from torchvision.models.resnet import BasicBlock, Bottleneck

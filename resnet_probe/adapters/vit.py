@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import AdapterError
-from ..topology import Fn, Topology, Unit, identity
+from resnet_probe.errors import AdapterError
+from resnet_probe.topology import Fn, Topology, Unit, identity
 
 FAMILY = "vit"
 _MODULE = "timm.models.vision_transformer"

@@ -7,11 +7,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, ContextManager, Iterator
 
-from ..data import DataSource
-from ..executor import Executor
-from ..journal import Journal
-from ..loaded import LoadedModel, Preprocessing
-from ..results import Result
+from resnet_probe.data import DataSource
+from resnet_probe.data.preprocessing import Preprocessing
+from resnet_probe.executor import Executor
+from resnet_probe.journal import Journal
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.results import Result
+from resnet_probe.settings import CONFIDENCE
 
 Advance = Callable[[int], None]
 ProgressFactory = Callable[[str, int], ContextManager[Advance]]
@@ -36,6 +38,7 @@ class RunContext:
     compare: tuple[tuple[LoadedModel, Executor], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     journal: Journal | None = None  # finished pieces of a resumable run (the CLI's progress.jsonl)
+    confidence: float = CONFIDENCE  # level of intervals and paired tests
 
     @property
     def preprocessing(self) -> Preprocessing | None:
@@ -45,7 +48,7 @@ class RunContext:
     def require_data(self, analysis: str) -> DataSource:
         """The data source, which this analysis cannot run without."""
         if self.data is None:
-            from ..errors import DataError
+            from resnet_probe.errors import DataError
 
             raise DataError(f"{analysis} needs data: pass --dataset or --data")
         return self.data
@@ -58,8 +61,6 @@ class Analysis(ABC):
     description: ClassVar[str] = ""
     result_type: ClassVar[type[Result]]
     needs_data: ClassVar[bool] = True
-    needs_labels: ClassVar[bool] = True
-    needs_grad: ClassVar[bool] = False
     needs_weights: ClassVar[bool] = True
     resumable: ClassVar[bool] = False  # journals finished pieces in ctx.journal, so --resume works
 

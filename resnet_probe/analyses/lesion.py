@@ -10,35 +10,48 @@ with a journal (the CLI's progress.jsonl) scores them in chunks and can resume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..errors import PlanError
-from ..evaluate import Score
-from ..executor import Executor, Plan
-from ..loaded import LoadedModel
-from ..results import Result
-from ..topology import Topology
-from .base import Analysis, RunContext
-from .resumable import score_resumable
+if TYPE_CHECKING:
+    import pandas as pd
 
-DEFAULT_SAMPLES = 20
+from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.resumable import score_resumable
+from resnet_probe.errors import PlanError
+from resnet_probe.executor import Executor, Plan
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.results import Result
+from resnet_probe.scoring import Score, interval, paired_tests
+from resnet_probe.settings import LESION_SAMPLES
+from resnet_probe.stats import bootstrap_mean_interval
+from resnet_probe.topology import Topology
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """Accuracy, correct count, images and mean cross-entropy of the unchanged model."""
+    """Accuracy (with its Wilson interval), correct count, images and mean cross-entropy of the unchanged model.
+
+    ``hits`` is the per-image correctness, packed (:func:`resnet_probe.stats.pack_bits`).
+    """
 
     accuracy: float
     correct: int
     n: int
     loss: float
+    ci: tuple[float, float] = (0.0, 1.0)
+    hits: str | None = None
 
     @classmethod
-    def of(cls, score: Score) -> Baseline:
+    def of(cls, score: Score, confidence: float) -> Baseline:
         """From an evaluation score."""
-        return cls(score.accuracy, score.correct, score.n, score.loss)
+        return cls(score.accuracy, score.correct, score.n, score.loss, interval(score, confidence), score.hits)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Baseline:
+        """From its results.json block."""
+        return cls(**{**d, "ci": tuple(d.get("ci", (0.0, 1.0)))})
 
 
 @dataclass(frozen=True)
@@ -56,23 +69,39 @@ class UnitInfo:
 
 @dataclass(frozen=True)
 class LesionConfig:
-    """One deleted set and the accuracy of the model without those residual branches."""
+    """One deleted set, the accuracy without those residual branches, and its paired test against the baseline.
+
+    ``p_value``: exact McNemar on the images one of the two gets right; ``p_adjusted``: Holm over
+    every configuration of the run; ``significant``: ``p_adjusted < 1 - confidence``.
+    """
 
     deleted: tuple[int, ...]
     names: tuple[str, ...]
     accuracy: float
     correct: int
     loss: float
+    ci: tuple[float, float] = (0.0, 1.0)
+    p_value: float = 1.0
+    p_adjusted: float = 1.0
+    significant: bool = False
+    hits: str | None = None
 
 
 @dataclass(frozen=True)
 class RandomK:
-    """Accuracy over ``samples`` random sets of k deleted units (Veit et al. Fig. 5a)."""
+    """Accuracy over ``samples`` random sets of k deleted units (Veit et al. Fig. 5a).
+
+    ``ci``: seeded bootstrap interval of the mean over the sets; ``accuracies``: each set's own;
+    ``significant``: how many sets differ from the baseline after Holm's adjustment.
+    """
 
     k: int
     samples: int
     mean_accuracy: float
     std_accuracy: float
+    ci: tuple[float, float] = (0.0, 1.0)
+    accuracies: tuple[float, ...] = ()
+    significant: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,12 +119,16 @@ class LesionStudy:
     def from_dict(cls, d: dict[str, Any]) -> LesionStudy:
         """Rebuild the nested dataclasses from their dicts."""
         return cls(
-            baseline=Baseline(**d["baseline"]),
+            baseline=Baseline.from_dict(d["baseline"]),
             configs=tuple(
-                LesionConfig(**{**c, "deleted": tuple(c["deleted"]), "names": tuple(c["names"])})
+                LesionConfig(**{**c, "deleted": tuple(c["deleted"]), "names": tuple(c["names"]),
+                                "ci": tuple(c.get("ci", (0.0, 1.0)))})
                 for c in d["configs"]
             ),
-            random_k=tuple(RandomK(**r) for r in d.get("random_k", [])),
+            random_k=tuple(
+                RandomK(**{**r, "ci": tuple(r.get("ci", (0.0, 1.0))), "accuracies": tuple(r.get("accuracies", ()))})
+                for r in d.get("random_k", [])
+            ),
             units=tuple(UnitInfo(**u) for u in d["units"]),
             skipped=tuple(d.get("skipped", ())),
             spec=d.get("spec", ""),
@@ -133,6 +166,25 @@ class LesionResult(Result):
     def study(self) -> LesionStudy:
         """The main model's study in the same shape as the compared ones."""
         return LesionStudy(self.baseline, self.configs, self.random_k, self.units, self.skipped)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per configuration of every model: the baseline, each deleted set, each random set summary."""
+        import pandas as pd
+
+        rows = []
+        for study in (self.study, *self.compare):
+            spec = study.spec or (self.run.model.get("spec", "") if self.run is not None else "")
+            b = study.baseline
+            rows.append({"model": spec, "kind": "baseline", "k": 0, "deleted": "", "names": "",
+                         "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": b.loss})
+            for c in study.configs:
+                rows.append({"model": spec, "kind": "set", "k": len(c.deleted),
+                             "deleted": " ".join(map(str, c.deleted)), "names": " ".join(c.names),
+                             "accuracy": c.accuracy, "correct": c.correct, "n": b.n, "loss": c.loss})
+            for r in study.random_k:
+                rows.append({"model": spec, "kind": "random_k", "k": r.k, "deleted": f"{r.samples} random sets",
+                             "names": "", "accuracy": r.mean_accuracy, "correct": None, "n": b.n, "loss": None})
+        return pd.DataFrame(rows)
 
 
 def unit_infos(topology: Topology) -> tuple[UnitInfo, ...]:
@@ -276,7 +328,7 @@ def plan_study(
     *,
     delete: str | int | Sequence[int | str] | None = None,
     random_k: str | int | Sequence[int] | None = None,
-    samples: int = DEFAULT_SAMPLES,
+    samples: int = LESION_SAMPLES,
     seed: int = 0,
 ) -> LesionPlan:
     """Validate the options against one model and draw its random sets (no computation)."""
@@ -310,21 +362,31 @@ def run_study(
     )
     n_sets = len(plan.sets)
     base, own, rand = scores[0], scores[1 : 1 + n_sets], scores[1 + n_sets :]
+    level = ctx.confidence
+    # One family for Holm: every configuration this run scored against this model's baseline.
+    tests = paired_tests(base, scores[1:], level)
     configs = tuple(
-        LesionConfig(s, tuple(topology.units[i].name for i in s), sc.accuracy, sc.correct, sc.loss)
-        for s, sc in zip(plan.sets, own, strict=True)
+        LesionConfig(
+            s, tuple(topology.units[i].name for i in s), sc.accuracy, sc.correct, sc.loss, interval(sc, level),
+            t.p_value, t.p_adjusted, t.significant, sc.hits,
+        )
+        for s, sc, t in zip(plan.sets, own, tests[:n_sets], strict=True)
     )
     summary = []
     if plan.drawn:
         ks = np.asarray([k for k, _ in plan.drawn])
         acc = np.asarray([sc.accuracy for sc in rand], dtype=np.float64)
+        sig = np.asarray([t.significant for t in tests[n_sets:]], dtype=bool)
         for k in sorted(set(ks.tolist())):
             v = acc[ks == k]
             std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-            summary.append(RandomK(int(k), int(len(v)), float(v.mean()), std))
+            ci = bootstrap_mean_interval(v.tolist(), level, seed=ctx.seed + int(k))
+            summary.append(
+                RandomK(int(k), int(len(v)), float(v.mean()), std, ci, tuple(v.tolist()), int(sig[ks == k].sum()))
+            )
     skipped = tuple(u.index for u in topology.units if not u.deletable)
     return LesionStudy(
-        Baseline.of(base), configs, tuple(summary), unit_infos(topology), skipped, str(loaded.spec)
+        Baseline.of(base, level), configs, tuple(summary), unit_infos(topology), skipped, str(loaded.spec)
     )
 
 
@@ -341,7 +403,7 @@ class LesionAnalysis(Analysis):
         ctx: RunContext,
         delete: str | int | Sequence[int | str] | None = None,
         random_k: str | int | Sequence[int] | None = None,
-        samples: int = DEFAULT_SAMPLES,
+        samples: int = LESION_SAMPLES,
         **options: Any,
     ) -> LesionResult:
         """The study of the model and of every compared model, same options and seed.

@@ -13,14 +13,18 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import networkx as nx
 
-from ..errors import OutputError, PlanError
-from ..results import Result, atomic_write_text
-from ..topology import Topology
-from .base import Analysis, RunContext
+if TYPE_CHECKING:
+    import pandas as pd
+
+from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.errors import OutputError, PlanError
+from resnet_probe.files import atomic_write_text
+from resnet_probe.results import Result
+from resnet_probe.topology import Topology
 
 INPUT = "input"
 OUTPUT = "output"
@@ -179,6 +183,15 @@ class PathsResult(Result):
             window_95=(int(d["window_95"][0]), int(d["window_95"][1])),
         )
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per path length: how many paths pass through exactly k residual branches (exact ints)."""
+        import pandas as pd
+
+        total = self.total_paths
+        return pd.DataFrame(
+            [{"length": k, "paths": c, "share": c / total if total else 0.0} for k, c in enumerate(self.counts)]
+        )
+
 
 def paths_result(g: nx.MultiDiGraph) -> PathsResult:
     """Count the paths of a path graph and summarise their lengths."""
@@ -217,7 +230,6 @@ class PathsAnalysis(Analysis):
     description = "unraveled view: paths by number of residual branches (Veit et al. Fig. 6a)"
     result_type = PathsResult
     needs_data = False
-    needs_labels = False
     needs_weights = False
 
     def run(self, ctx: RunContext, graphml: str | Path | None = None, **options: Any) -> PathsResult:

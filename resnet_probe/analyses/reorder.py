@@ -10,19 +10,23 @@ journaled chunks of them when the run can resume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..errors import PlanError
-from ..executor import Plan, validate_plan
-from ..results import Result
-from ..topology import Topology
-from .base import Analysis, RunContext
-from .lesion import Baseline, UnitInfo, check_samples, parse_range, unit_infos
-from .resumable import score_resumable
+if TYPE_CHECKING:
+    import pandas as pd
 
-DEFAULT_SAMPLES = 10
+from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.lesion import Baseline, UnitInfo, check_samples, parse_range, unit_infos
+from resnet_probe.analyses.resumable import score_resumable
+from resnet_probe.errors import PlanError
+from resnet_probe.executor import Plan, validate_plan
+from resnet_probe.results import Result
+from resnet_probe.scoring import interval, paired_tests
+from resnet_probe.settings import REORDER_SAMPLES
+from resnet_probe.topology import Topology
+
 MAX_SWAPS = 10_000
 
 
@@ -36,6 +40,11 @@ class ReorderConfig:
     accuracy: float
     correct: int
     loss: float
+    ci: tuple[float, float] = (0.0, 1.0)
+    p_value: float = 1.0
+    p_adjusted: float = 1.0  # Holm over every order of the run
+    significant: bool = False
+    hits: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,25 @@ class ReorderResult(Result):
     def from_dict(cls, d: dict[str, Any]) -> ReorderResult:
         """Inverse of :meth:`to_dict`."""
         return cls(
-            baseline=Baseline(**d["baseline"]),
-            configs=tuple(ReorderConfig(**{**c, "order": tuple(c["order"])}) for c in d["configs"]),
+            baseline=Baseline.from_dict(d["baseline"]),
+            configs=tuple(
+                ReorderConfig(**{**c, "order": tuple(c["order"]), "ci": tuple(c.get("ci", (0.0, 1.0)))})
+                for c in d["configs"]
+            ),
             units=tuple(UnitInfo(**u) for u in d["units"]),
             swappable=tuple(tuple(g) for g in d.get("swappable", [])),
         )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per order: the original (0 swaps) and every reordered net."""
+        import pandas as pd
+
+        b = self.baseline
+        rows = [{"swaps": 0, "order": " ".join(str(u.index) for u in self.units), "kendall_tau": 1.0,
+                 "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": b.loss}]
+        rows += [{"swaps": c.swaps, "order": " ".join(map(str, c.order)), "kendall_tau": c.kendall_tau,
+                  "accuracy": c.accuracy, "correct": c.correct, "n": b.n, "loss": c.loss} for c in self.configs]
+        return pd.DataFrame(rows)
 
 
 def swap_groups(topology: Topology) -> list[tuple[int, ...]]:
@@ -117,7 +140,7 @@ class ReorderAnalysis(Analysis):
         self,
         ctx: RunContext,
         swaps: str | int | Sequence[int] = "1:20",
-        samples: int = DEFAULT_SAMPLES,
+        samples: int = REORDER_SAMPLES,
         **options: Any,
     ) -> ReorderResult:
         """Score the baseline and every reordered network in one pass over the data.
@@ -141,10 +164,15 @@ class ReorderAnalysis(Analysis):
             ctx.executor, data, plans, keys, journal=ctx.journal, batch_size=ctx.batch_size,
             preprocessing=ctx.preprocessing, progress=ctx.progress, description=f"reorder {ctx.loaded.spec}",
         )
+        level = ctx.confidence
+        tests = paired_tests(scores[0], scores[1:], level)
         configs = tuple(
-            ReorderConfig(k, order, order_tau(order), sc.accuracy, sc.correct, sc.loss)
-            for (k, order), sc in zip(drawn, scores[1:], strict=True)
+            ReorderConfig(
+                k, order, order_tau(order), sc.accuracy, sc.correct, sc.loss, interval(sc, level),
+                t.p_value, t.p_adjusted, t.significant, sc.hits,
+            )
+            for (k, order), sc, t in zip(drawn, scores[1:], tests, strict=True)
         )
         return ReorderResult(
-            Baseline.of(scores[0]), configs, unit_infos(topology), tuple(swap_groups(topology))
+            Baseline.of(scores[0], level), configs, unit_infos(topology), tuple(swap_groups(topology))
         )

@@ -10,18 +10,22 @@ totals with Chan et al.'s parallel update, so memory stays O(channels) per layer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import torch
 from torch import Tensor
 
-from .. import distributed
-from ..data import DataSource
-from ..errors import ProbeError
-from ..executor import Executor
-from ..loaded import LoadedModel, Preprocessing
-from ..results import Result
-from .base import Advance, Analysis, RunContext
+if TYPE_CHECKING:
+    import pandas as pd
+
+from resnet_probe import distributed
+from resnet_probe.analyses.base import Advance, Analysis, RunContext
+from resnet_probe.data import DataSource
+from resnet_probe.data.preprocessing import Preprocessing
+from resnet_probe.errors import ProbeError
+from resnet_probe.executor import Executor
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.results import Result
 
 STEM = "stem"  # the `unit` of the stem's responses
 
@@ -138,6 +142,16 @@ class ResponseStdResult(Result):
         )
         return cls(models=models, n_images=int(d.get("n_images", 0)))
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per response layer of every model, in network order."""
+        import pandas as pd
+
+        return pd.DataFrame([
+            {"model": m.spec, "family": m.family, "residual": m.residual, "position": i, "unit": layer.unit,
+             "layer": layer.name, "std": layer.std}
+            for m in self.models for i, layer in enumerate(m.layers)
+        ])
+
 
 def response_std(
     executor: Executor,
@@ -240,7 +254,6 @@ class ResponseStdAnalysis(Analysis):
     name = "response-std"
     description = "std of each 3x3 conv's response after BN (He et al. 2015 Fig. 7), several models"
     result_type = ResponseStdResult
-    needs_labels = False
 
     def run(self, ctx: RunContext, **options: Any) -> ResponseStdResult:
         """Measure ``ctx.loaded`` and every ``ctx.compare`` model on the same data."""

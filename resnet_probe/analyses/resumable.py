@@ -10,15 +10,16 @@ in any chunk: a resumed run gives the same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Sequence
 
-from ..data import DataSource
-from ..evaluate import Score, score_plans
-from ..executor import Executor, Plan
-from ..journal import Journal
-from ..loaded import Preprocessing
-from .base import ProgressFactory, no_progress
+from resnet_probe.analyses.base import ProgressFactory, no_progress
+from resnet_probe.data import DataSource
+from resnet_probe.data.preprocessing import Preprocessing
+from resnet_probe.executor import Executor, Plan
+from resnet_probe.journal import Journal
+from resnet_probe.scoring import Score, score_plans
 
 CHUNK = 16  # plans per pass over the data when journaling
 
@@ -71,5 +72,5 @@ def score_resumable(
             for i, score in zip(part, scores, strict=True):
                 found[ids[i]] = score
                 if journal is not None:
-                    journal.add(keys[i], {"correct": score.correct, "n": score.n, "loss_sum": score.loss_sum})
+                    journal.add(keys[i], dataclasses.asdict(score))
     return [found[key_id] for key_id in ids]

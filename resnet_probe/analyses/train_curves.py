@@ -1,18 +1,21 @@
 """Training curves (He et al. 2015, Figs. 1 and 6) read from the history that ``train`` saves.
 
-Nothing is computed on data: each checkpoint written by :func:`resnet_probe.train.train_model`
+Nothing is computed on data: each checkpoint written by :func:`resnet_probe.training.loop.train_model`
 carries its per-epoch log (train/test loss and error, lr, iteration, seconds) in its metadata.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
-from ..errors import CheckpointError
-from ..loaded import LoadedModel
-from ..results import Result
-from .base import Analysis, RunContext
+if TYPE_CHECKING:
+    import pandas as pd
+
+from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.errors import CheckpointError
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.results import Result
 
 HISTORY_KEYS: tuple[str, ...] = (
     "epoch", "iteration", "lr", "train_loss", "train_error", "test_loss", "test_error", "seconds",
@@ -70,6 +73,16 @@ class TrainCurvesResult(Result):
             )
         )
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per epoch of every run (the checkpoint's training history)."""
+        import pandas as pd
+
+        return pd.DataFrame([
+            {"model": r.spec, "residual": r.residual, "depth": r.depth, **epoch}
+            for r in self.runs
+            for epoch in r.history
+        ])
+
 
 def training_run(loaded: LoadedModel) -> TrainRun:
     """The run behind a loaded checkpoint; a checkpoint without a history is a user error."""
@@ -97,7 +110,6 @@ class TrainCurvesAnalysis(Analysis):
     description = "training curves (train dashed, test solid) of checkpoints written by `train`"
     result_type = TrainCurvesResult
     needs_data = False
-    needs_labels = False
 
     def run(self, ctx: RunContext, **options: Any) -> TrainCurvesResult:
         """Collect each model's history; no forward pass."""

@@ -1,1 +1,1 @@
-"""The pieces behind :func:`resnet_probe.train.train_model`: recipes and resumable state."""
+"""The pieces behind :func:`resnet_probe.training.loop.train_model`: recipes and resumable state."""

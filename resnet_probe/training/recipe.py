@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import ProbeError
+from resnet_probe.errors import ProbeError
 
 AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "none")
 SCHEDULES: tuple[str, ...] = ("step", "cosine")

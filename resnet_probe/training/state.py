@@ -8,8 +8,6 @@ JSON in the header. Nothing is pickled, so reading it back runs no code.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
+from resnet_probe.errors import CheckpointError
+from resnet_probe.files import atomic_target
 
 STATE_FORMAT = 1
 STATE_KEY = "resnet_probe_resume"
@@ -72,15 +71,8 @@ def save_state(
     # safetensors refuses shared storage and non-contiguous tensors: clone everything to CPU.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={STATE_KEY: json.dumps(header)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(header)})
 
 
 def load_state(path: Path) -> RunState:

@@ -12,9 +12,9 @@ from torch import nn
 
 from resnet_probe.adapters import build_topology
 from resnet_probe.adapters import cifar as adapter
-from resnet_probe.registry import get_entry, list_models
+from resnet_probe.models.registry import get_entry, list_models
 from resnet_probe.topology import Topology, identity, relu
-from tests.zoo.test_cifar import cifar_fixture_batch, load_akamaster_resnet20
+from tests.models.zoo.test_cifar import cifar_fixture_batch, load_akamaster_resnet20
 
 
 @pytest.fixture(autouse=True, scope="module")

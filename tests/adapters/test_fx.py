@@ -12,7 +12,7 @@ from resnet_probe.adapters import fx as adapter
 from resnet_probe.adapters import torchvision as tv_adapter
 from resnet_probe.errors import AdapterError, ProbeError
 from resnet_probe.executor import Executor, Plan
-from resnet_probe.load import load_model
+from resnet_probe.models.load import load_model
 from resnet_probe.topology import Topology, identity
 
 

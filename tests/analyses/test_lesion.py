@@ -21,11 +21,11 @@ from resnet_probe.analyses.lesion import (
 )
 from resnet_probe.data import load_data
 from resnet_probe.errors import PlanError
-from resnet_probe.evaluate import score_plans
 from resnet_probe.executor import Executor, Plan
-from resnet_probe.load import load_model
-from resnet_probe.loaded import LoadedModel
+from resnet_probe.models.load import load_model
+from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import RunRecord
+from resnet_probe.scoring import score_plans
 
 
 def _loaded(name: str, seed: int = 0) -> LoadedModel:
@@ -130,9 +130,11 @@ def test_result_json_round_trip_and_seed(resnet20: LoadedModel) -> None:
     a = LesionAnalysis().run(_ctx(resnet20, seed=4), random_k="2:5", samples=3)
     doc = json.loads(json.dumps(a.to_dict()))
     assert set(doc) >= {"baseline", "configs", "random_k", "units", "compare"}
-    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss"}
-    assert set(doc["configs"][0]) == {"deleted", "names", "accuracy", "correct", "loss"}
-    assert set(doc["random_k"][0]) == {"k", "samples", "mean_accuracy", "std_accuracy"}
+    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits"}
+    assert set(doc["configs"][0]) == {"deleted", "names", "accuracy", "correct", "loss", "ci", "p_value",
+                                      "p_adjusted", "significant", "hits"}
+    assert set(doc["random_k"][0]) == {"k", "samples", "mean_accuracy", "std_accuracy", "ci", "accuracies",
+                                       "significant"}
     assert set(doc["units"][0]) >= {"index", "name", "stage", "downsampling", "shortcut"}
     assert LesionResult.from_dict(doc) == a
     again = LesionAnalysis().run(_ctx(resnet20, seed=4), random_k="2:5", samples=3)
@@ -220,3 +222,33 @@ def test_options_are_checked_on_every_model_before_any_scoring() -> None:
     assert started == []
     LesionAnalysis().run(ctx, delete="8")
     assert started == ["lesion zoo:resnet32", "lesion zoo:resnet20"]
+
+
+def test_every_deletion_carries_its_interval_and_paired_test(resnet20: LoadedModel) -> None:
+    """Recomputed here from the packed per-image correctness with scipy: Wilson, exact McNemar, Holm."""
+    from scipy.stats import binomtest
+
+    from resnet_probe.stats import unpack_bits
+
+    result = LesionAnalysis().run(_ctx(resnet20), random_k="2:3", samples=5)
+    base = unpack_bits(result.baseline.hits, result.baseline.n)
+    assert int(base.sum()) == result.baseline.correct
+    ci = binomtest(result.baseline.correct, result.baseline.n).proportion_ci(0.95, method="wilson")
+    assert result.baseline.ci == pytest.approx((ci.low, ci.high), abs=1e-12)
+    p = []
+    for c in result.configs:
+        mask = unpack_bits(c.hits, result.baseline.n)
+        assert int(mask.sum()) == c.correct
+        lost, gained = int((base & ~mask).sum()), int((mask & ~base).sum())
+        expected = binomtest(lost, lost + gained, 0.5).pvalue if lost + gained else 1.0
+        assert c.p_value == pytest.approx(expected, rel=1e-12)
+        p.append(c.p_value)
+    # Holm by hand over the single deletions and the 10 random sets, read from the sorted p-values
+    m = len(p) + 10
+    assert all(c.p_adjusted >= c.p_value for c in result.configs)
+    smallest = min(result.configs, key=lambda c: c.p_value)
+    assert smallest.p_adjusted == pytest.approx(min(1.0, m * smallest.p_value), rel=1e-9)
+    assert all(c.significant == (c.p_adjusted < 0.05) for c in result.configs)
+    for r in result.random_k:
+        assert r.ci[0] <= r.mean_accuracy <= r.ci[1] and len(r.accuracies) == 5
+        assert 0.0 <= r.ci[0] and r.ci[1] <= 1.0

@@ -12,9 +12,9 @@ from torch import Tensor, nn
 
 from resnet_probe.adapters import build_topology
 from resnet_probe.analyses.base import RunContext
-from resnet_probe.analyses.path_gradients import (
-    PathGradientsAnalysis,
-    PathGradientsResult,
+from resnet_probe.analyses.gradients import (
+    GradientsAnalysis,
+    GradientsResult,
     draw_routes,
     job_lengths,
     parse_lengths,
@@ -23,11 +23,12 @@ from resnet_probe.analyses.path_gradients import (
     summarise,
 )
 from resnet_probe.data import TensorSource, load_data
+from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor, eval_mode
-from resnet_probe.load import load_model
-from resnet_probe.loaded import LoadedModel, Preprocessing
-from resnet_probe.registry import get_entry
+from resnet_probe.models.load import load_model
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.models.registry import get_entry
 from resnet_probe.results import RunRecord
 from resnet_probe.topology import Topology
 
@@ -223,7 +224,7 @@ def test_summarise_is_log_safe_past_float_range() -> None:
     # a JSON round trip keeps the exact int and the missing total
     import json
 
-    back = PathGradientsResult.from_dict(json.loads(json.dumps(r.to_dict(), allow_nan=False)))
+    back = GradientsResult.from_dict(json.loads(json.dumps(r.to_dict(), allow_nan=False)))
     assert back == r
 
 
@@ -235,9 +236,9 @@ def test_same_seed_same_result_and_model_untouched() -> None:
     model.train()  # the analysis must put back whatever mode it found
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = tiny_source(12)
-    a = PathGradientsAnalysis().run(context(model, data, seed=3), samples=2, k="0:9")
-    b = PathGradientsAnalysis().run(context(model, data, seed=3), samples=2, k="0:9")
-    c = PathGradientsAnalysis().run(context(model, data, seed=4), samples=2, k="0:9")
+    a = GradientsAnalysis().run(context(model, data, seed=3), samples=2, k="0:9")
+    b = GradientsAnalysis().run(context(model, data, seed=3), samples=2, k="0:9")
+    c = GradientsAnalysis().run(context(model, data, seed=4), samples=2, k="0:9")
     assert a == b
     assert a != c
     assert [row.k for row in a.lengths] == list(range(10))
@@ -255,8 +256,8 @@ def test_same_seed_same_result_and_model_untouched() -> None:
 def test_result_does_not_depend_on_the_batch_size() -> None:
     model = randomized("preact_resnet20", seed=9)
     data = tiny_source(10)
-    a = PathGradientsAnalysis().run(context(model, data, seed=5, batch_size=4), samples=2, k="0,3,9")
-    b = PathGradientsAnalysis().run(context(model, data, seed=5, batch_size=6), samples=2, k="0,3,9")
+    a = GradientsAnalysis().run(context(model, data, seed=5, batch_size=4), samples=2, k="0,3,9")
+    b = GradientsAnalysis().run(context(model, data, seed=5, batch_size=6), samples=2, k="0,3,9")
     assert [r.mean_norm for r in a.lengths] == pytest.approx([r.mean_norm for r in b.lengths], rel=1e-5)
     assert a.effective_range == b.effective_range
 
@@ -278,7 +279,7 @@ def test_a_failing_run_leaves_the_model_untouched() -> None:
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises((IndexError, RuntimeError)):
-        PathGradientsAnalysis().run(context(model, tiny_source(12)), samples=2, k="1")
+        GradientsAnalysis().run(context(model, tiny_source(12)), samples=2, k="1")
     assert all(m.training for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
@@ -286,7 +287,7 @@ def test_a_failing_run_leaves_the_model_untouched() -> None:
 
 def test_user_errors() -> None:
     ctx = context(randomized("resnet20"), tiny_source(4))
-    analysis = PathGradientsAnalysis()
+    analysis = GradientsAnalysis()
     with pytest.raises(PlanError, match="--samples 0"):
         analysis.run(ctx, samples=0)
     with pytest.raises(PlanError, match="--share 1.5"):
@@ -320,7 +321,7 @@ def test_fixture_checkpoint_gradient_by_length(fixture_context: RunContext) -> N
     it, so long paths carry larger gradients here. Measured with seed 0, 96 samples per
     length: mean of k in {1, 2} is 0.0085, of k in {7, 8, 9} 0.079 (seeds 1, 2: ratios 5.2, 4.9).
     """
-    result = PathGradientsAnalysis().run(fixture_context, samples=96, k="1,2,7,8,9")
+    result = GradientsAnalysis().run(fixture_context, samples=96, k="1,2,7,8,9")
     mean = {row.k: row.mean_norm for row in result.lengths}
     short = (mean[1] + mean[2]) / 2
     long = (mean[7] + mean[8] + mean[9]) / 3

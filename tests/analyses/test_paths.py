@@ -29,8 +29,8 @@ from resnet_probe.analyses.paths import (
 )
 from resnet_probe.errors import OutputError, PlanError, ProbeError
 from resnet_probe.executor import Executor
-from resnet_probe.load import load_model
-from resnet_probe.registry import get_entry, list_models
+from resnet_probe.models.load import load_model
+from resnet_probe.models.registry import get_entry, list_models
 from resnet_probe.results import RunRecord
 from resnet_probe.topology import Topology, Unit, identity, relu
 

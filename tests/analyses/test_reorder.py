@@ -21,13 +21,13 @@ from resnet_probe.analyses.reorder import (
 )
 from resnet_probe.data import load_data
 from resnet_probe.errors import PlanError
-from resnet_probe.evaluate import score_plans
 from resnet_probe.executor import Executor, Plan, validate_plan
-from resnet_probe.load import load_model
-from resnet_probe.loaded import LoadedModel
+from resnet_probe.models.load import load_model
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.models.spec import ModelSpec
+from resnet_probe.models.zoo.cifar import CifarResNet
 from resnet_probe.results import RunRecord
-from resnet_probe.spec import ModelSpec
-from resnet_probe.zoo.cifar import CifarResNet
+from resnet_probe.scoring import score_plans
 
 
 def _loaded(name: str) -> LoadedModel:
@@ -96,8 +96,9 @@ def test_reorder_scores_match_direct_scores_and_round_trip(resnet20: LoadedModel
     assert [c.correct for c in result.configs] == [s.correct for s in direct[1:]]
     assert all(-1.0 <= c.kendall_tau <= 1.0 for c in result.configs)
     doc = json.loads(json.dumps(result.to_dict()))
-    assert set(doc["configs"][0]) == {"swaps", "order", "kendall_tau", "accuracy", "correct", "loss"}
-    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss"}
+    assert set(doc["configs"][0]) == {"swaps", "order", "kendall_tau", "accuracy", "correct", "loss", "ci",
+                                      "p_value", "p_adjusted", "significant", "hits"}
+    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits"}
     assert ReorderResult.from_dict(doc) == result
     again = ReorderAnalysis().run(_ctx(resnet20, seed=2), swaps="1:3", samples=3)
     assert json.dumps(again.to_dict()) == json.dumps(result.to_dict())

@@ -21,7 +21,7 @@ from resnet_probe.analyses.response_std import (
 )
 from resnet_probe.data import load_data
 from resnet_probe.executor import Executor
-from resnet_probe.load import load_model
+from resnet_probe.models.load import load_model
 from resnet_probe.results import RunRecord
 
 

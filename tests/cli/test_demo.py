@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from resnet_probe.data import load_data
-from resnet_probe.train import train_model
+from resnet_probe.training.loop import train_model
 
 from .helpers import run_cli
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_probe import registry
-from resnet_probe.checkpoints import save_checkpoint
-from resnet_probe.load import load_model
-from resnet_probe.zoo.cifar import CifarResNet
+from resnet_probe.models import registry
+from resnet_probe.models.checkpoints import save_checkpoint
+from resnet_probe.models.load import load_model
+from resnet_probe.models.zoo.cifar import CifarResNet
 
 from .helpers import run_cli
 
@@ -163,8 +163,9 @@ CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
 @pytest.fixture
 def resnet8(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CIFAR ResNet with one unit per stage: no two units can trade places."""
-    entry = registry.ModelEntry("resnet8", "cifar-resnet", lambda num_classes=10: CifarResNet(1, num_classes), "n=1")
-    registry._ensure_loaded()
+    entry = registry.ModelEntry(
+        "resnet8", "cifar-resnet", lambda num_classes=10: CifarResNet(1, num_classes), "n=1", 3, 78_042
+    )
     monkeypatch.setitem(registry._REGISTRY, "resnet8", entry)
 
 
@@ -244,8 +245,8 @@ def test_without_out_each_run_gets_its_own_folder(
         assert run_cli(capsys, "eval", *R20, *TINY).code == 0
     runs = sorted((tmp_path / "probe-reports").iterdir())
     assert len(runs) == 2
-    assert all(p.name.startswith("eval-resnet20-") for p in runs)
-    assert all(sorted(f.name for f in p.iterdir()) == ["report.html", "results.json"] for p in runs)
+    assert all(p.name.startswith("evaluate-resnet20-") for p in runs)
+    assert all(sorted(f.name for f in p.iterdir()) == ["report.html", "results.csv", "results.json"] for p in runs)
     assert not list(tmp_path.rglob(".*.tmp"))  # atomic writes leave no temporary files
 
 

@@ -19,7 +19,7 @@ def test_eval_fixture_checkpoint_scores_776_of_846(capsys, fixtures_dir: Path, t
     assert r.code == 0, r.err
     assert "776/846" in r.out
     doc = json.loads((out / "results.json").read_text())
-    assert doc["analysis"] == "eval"
+    assert doc["analysis"] == "evaluate"
     assert doc["result"]["correct"] == 776 and doc["result"]["n"] == 846
     assert abs(doc["result"]["accuracy"] - 0.9173) < 1e-4
     assert doc["model"]["spec"] == "zoo:resnet20"

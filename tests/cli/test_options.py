@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from resnet_probe.cli import options as o
 
+from resnet_probe.settings import RunSettings
+
 from .helpers import run_cli
 
 
@@ -21,21 +23,21 @@ def test_every_common_field_is_an_option_of_the_analysis_commands(capsys: pytest
 
 
 def test_command_receives_the_values_given(capsys: pytest.CaptureFixture[str], monkeypatch, tmp_path) -> None:
-    seen: list[o.Common] = []
+    seen: list[RunSettings] = []
 
-    def fake_run(analysis, common, options, compare=()):
-        seen.append(common)
+    def fake_run(analysis, settings, options, compare=(), progress=None):
+        seen.append(settings)
         raise SystemExit(0)
 
-    monkeypatch.setattr("resnet_probe.cli.gradients.run_analysis", fake_run)
+    monkeypatch.setattr("resnet_probe.runner.run_analysis", fake_run)
     run_cli(capsys, "gradients", "-m", "resnet20", "--samples", "3", "--workers", "2", "--compile", "--limit", "9",
             "--out", tmp_path / "g")
     run_cli(capsys, "gradients", "-m", "resnet20", "--channels-last")
     run_cli(capsys, "gradients", "-m", "resnet20", "--no-channels-last")
-    common, on, off = seen
-    assert (common.model, common.workers, common.compile, common.limit) == ("resnet20", 2, True, 9)
-    assert (common.channels_last, on.channels_last, off.channels_last) == (None, True, False)
-    assert common.batch_size == 128 and common.out == tmp_path / "g"  # the command's own default batch
+    settings, on, off = seen
+    assert (settings.model, settings.workers, settings.compile, settings.limit) == ("resnet20", 2, True, 9)
+    assert (settings.channels_last, on.channels_last, off.channels_last) == (None, True, False)
+    assert settings.batch_size == 128 and settings.out == tmp_path / "g"  # the command's own default batch
 
 
 def test_unknown_omission_refused() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_probe import cache
-from resnet_probe.checkpoints import read_checkpoint
+from resnet_probe.models import cache
+from resnet_probe.models.checkpoints import read_checkpoint
 
 from .helpers import run_cli
 

@@ -11,7 +11,7 @@ def test_reading_before_any_report_was_rendered() -> None:
     code = """
 from resnet_probe.analyses.paths import PathsAnalysis
 from resnet_probe.analyses.base import RunContext
-from resnet_probe.load import load_model
+from resnet_probe.models.load import load_model
 from resnet_probe.executor import Executor
 from resnet_probe.results import RunRecord
 from resnet_probe.reports import content

@@ -1,0 +1,59 @@
+"""Plain evaluation: accuracy of the unchanged model (the `eval` command)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.executor import Plan
+from resnet_probe.results import Result
+
+if TYPE_CHECKING:
+    import pandas as pd
+from resnet_probe.scoring import interval, score_plans
+
+
+@dataclass(frozen=True)
+class EvaluateResult(Result):
+    """Accuracy as a fraction with its Wilson interval, correct count, images and mean cross-entropy."""
+
+    analysis: ClassVar[str] = "evaluate"
+    accuracy: float
+    correct: int
+    n: int
+    loss: float
+    ci: tuple[float, float] = (0.0, 1.0)
+    hits: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvaluateResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["accuracy"], d["correct"], d["n"], d["loss"], tuple(d.get("ci", (0.0, 1.0))), d.get("hits"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: accuracy, its interval, correct, images, loss."""
+        import pandas as pd
+
+        return pd.DataFrame([{"accuracy": self.accuracy, "ci_low": self.ci[0], "ci_high": self.ci[1],
+                              "correct": self.correct, "n": self.n, "loss": self.loss}])
+
+
+class EvaluateAnalysis(Analysis):
+    """Top-1 accuracy and loss of the model as it is."""
+
+    name = "evaluate"
+    description = "top-1 accuracy and cross-entropy of the unchanged model"
+    result_type = EvaluateResult
+
+    def run(self, ctx: RunContext, **options: Any) -> EvaluateResult:
+        """Score the empty plan over the whole data set."""
+        data = ctx.require_data(self.name)
+        with ctx.progress("eval", len(data)) as advance:
+            (score,) = score_plans(
+                ctx.executor, data, [Plan()], batch_size=ctx.batch_size,
+                preprocessing=ctx.preprocessing, progress=advance,
+            )
+        return EvaluateResult(
+            score.accuracy, score.correct, score.n, score.loss, interval(score, ctx.confidence), score.hits
+        )

@@ -1,1 +1,0 @@
-"""Data source implementations behind :mod:`resnet_probe.data`."""

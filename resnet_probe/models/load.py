@@ -1,0 +1,223 @@
+"""``load_model``: a spec plus weights (checkpoint, cache, published, random) -> LoadedModel."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from resnet_probe.adapters import build_topology
+from resnet_probe.data.preprocessing import Preprocessing
+from resnet_probe.errors import CheckpointError, OfflineError, ProbeError, UnknownModelError
+from resnet_probe.models import cache
+from resnet_probe.models.checkpoints import CheckpointData, apply_state_dict, read_checkpoint
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.models.registry import get_entry
+from resnet_probe.models.spec import ModelSpec, parse
+from resnet_probe.models.weights import PublishedWeights, published
+
+WEIGHTS: tuple[str, ...] = ("auto", "random", "pretrained")
+
+def load_model(
+    spec: ModelSpec | str,
+    *,
+    checkpoint: str | Path | None = None,
+    weights: str = "auto",
+    dataset: str | None = None,
+    num_classes: int | None = None,
+) -> LoadedModel:
+    """Build a model, give it weights, put it in eval mode and read its topology.
+
+    ``weights="auto"``: a zoo model takes ``checkpoint``, else the checkpoint ``train`` left in
+    the cache, else akamaster's published CIFAR-10 weights; a tv/timm model takes
+    ``checkpoint``, else stays randomly initialised (offline). ``"random"`` keeps the random
+    init (torch's global RNG), ``"pretrained"`` asks for published weights.
+
+    Example:
+        >>> lm = load_model("zoo:resnet20", weights="random")
+        >>> lm.topology.n_units
+        9
+    """
+    spec = parse(spec) if isinstance(spec, str) else spec
+    if weights not in WEIGHTS:
+        raise ProbeError(f"unknown weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
+    if checkpoint is not None and weights != "auto":
+        raise ProbeError(f"a checkpoint and weights={weights!r} exclude each other; pass only one")
+    resolver = RESOLVERS.get(spec.source)
+    if resolver is None:
+        raise UnknownModelError(f"no loader for model source {spec.source!r}; known: {', '.join(RESOLVERS)}")
+    return resolver(spec, checkpoint, weights, dataset, num_classes)
+
+
+def _load_zoo(
+    spec: ModelSpec, checkpoint: str | Path | None, weights: str, dataset: str | None, num_classes: int | None
+) -> LoadedModel:
+    entry = get_entry(spec.name)
+    if checkpoint is not None:
+        return _from_checkpoint(spec, Path(checkpoint), "checkpoint", num_classes, _zoo_builder(spec))
+    if weights == "random":
+        model = entry.builder(num_classes=num_classes or 10)
+        return _finish(model, spec, num_classes or 10, None, {"weights": "random"})
+    data_set = dataset or entry.default_dataset
+    if weights == "auto":
+        cached = cache.find_trained(spec, data_set)
+        if cached is not None:
+            return _from_checkpoint(spec, cached, "cache", num_classes, _zoo_builder(spec))
+    pub = published(spec.name, data_set)
+    if pub is not None and num_classes in (None, 10):
+        return _from_published(spec, pub)
+    what = "published" if weights == "pretrained" else "trained or published"
+    raise CheckpointError(
+        f"no {what} weights for {spec} on {data_set}; train one with "
+        f"`resnet-probe train --model {spec.name} --dataset {data_set}`, pass --checkpoint PATH, "
+        f"or use --random-init"
+    )
+
+
+def _load_hub(
+    spec: ModelSpec, checkpoint: str | Path | None, weights: str, dataset: str | None, num_classes: int | None
+) -> LoadedModel:
+    if checkpoint is not None:
+        # A torchvision tag names published weights; a checkpoint replaces them.
+        builder = _hub_builder(spec, with_tag=False)
+        return _from_checkpoint(spec, Path(checkpoint), "checkpoint", num_classes, builder)
+    pretrained = weights == "pretrained"
+    model, prep = _hub_builder(spec)(num_classes, pretrained)
+    label = "pretrained" if pretrained else "random"
+    return _finish(model, spec, num_classes or _default_classes(spec), prep, {"weights": label})
+
+
+def _from_checkpoint(
+    spec: ModelSpec,
+    path: Path,
+    label: str,
+    num_classes: int | None,
+    builder: Any,
+    extra: dict[str, Any] | None = None,
+    sha256: str | None = None,
+) -> LoadedModel:
+    data = read_checkpoint(path)
+    if sha256 is not None and data.sha256 != sha256:
+        raise CheckpointError(f"weights {path} are damaged (sha256 {data.sha256[:12]}…, not {sha256[:12]}…)")
+    _check_spec(spec, path, data)
+    saved = data.metadata.get("num_classes") if data.format == "resnet-probe" else None
+    if saved is not None and num_classes is not None and int(saved) != num_classes:
+        raise CheckpointError(
+            f"checkpoint {path.name} has {saved} classes, but num_classes={num_classes} was asked for"
+        )
+    n = int(saved) if saved is not None else num_classes
+    model, builder_prep = builder(n, False)
+    apply_state_dict(model, data.state_dict, f"checkpoint {path.name} does not fit {spec}")
+    meta = {**data.metadata, **(extra or {}), "weights": label, "checkpoint_format": data.format}
+    # Published weights bring their own preprocessing, whatever the file format says.
+    prep = builder_prep if builder_prep is not None and builder_prep.source == "weights" else (
+        data.preprocessing or builder_prep
+    )
+    return _finish(model, spec, n or _default_classes(spec), prep, meta, path, data.sha256)
+
+
+def _from_published(spec: ModelSpec, pub: PublishedWeights) -> LoadedModel:
+    """Published weights: the shipped file, else torch.hub's hash-checked download into the cache."""
+    extra = {"url": pub.url, "source": pub.source, "licence": pub.licence}
+    if pub.path is not None:
+        return _from_checkpoint(spec, pub.path, pub.label, 10, _published_builder(spec, pub), extra, pub.sha256)
+    import torch.hub
+
+    hub_dir = cache.home() / "hub"
+    try:
+        torch.hub.load_state_dict_from_url(
+            pub.url,
+            model_dir=str(hub_dir),
+            check_hash=True,
+            map_location="cpu",
+            weights_only=True,
+            file_name=pub.file_name,
+            progress=False,
+        )
+    except (urllib.error.URLError, OSError) as exc:  # HTTPError and socket errors are OSErrors too
+        reason = getattr(exc, "reason", None) or exc
+        raise OfflineError(
+            f"cannot download {pub.label}'s {spec.name} weights (offline? {' '.join(str(reason).split())}); "
+            f"pass --checkpoint PATH, train one with `resnet-probe train --model {spec.name} "
+            f"--dataset {pub.dataset}`, or use --random-init"
+        ) from None
+    except RuntimeError as exc:  # torch.hub's hash check, or a corrupt file already in the cache
+        raise CheckpointError(
+            f"{pub.label}'s {spec.name} weights are unusable ({' '.join(str(exc).split())}); "
+            f"delete {hub_dir / pub.file_name} and retry"
+        ) from None
+    return _from_checkpoint(spec, hub_dir / pub.file_name, pub.label, 10, _published_builder(spec, pub), extra)
+
+
+def _check_spec(spec: ModelSpec, path: Path, data: CheckpointData) -> None:
+    saved = data.metadata.get("spec") if data.format == "resnet-probe" else None
+    if saved is None:
+        return
+    try:
+        same = parse(str(saved)) == spec
+    except ProbeError:
+        same = str(saved) == str(spec)
+    if not same:
+        raise CheckpointError(f"checkpoint {path.name} was saved for {saved}, not for {spec}")
+
+
+def _zoo_builder(spec: ModelSpec) -> Any:
+    entry = get_entry(spec.name)
+
+    def build(num_classes: int | None, pretrained: bool) -> tuple[nn.Module, Preprocessing | None]:
+        return entry.builder(num_classes=num_classes or 10), None
+
+    return build
+
+
+def _published_builder(spec: ModelSpec, pub: PublishedWeights) -> Any:
+    zoo = _zoo_builder(spec)
+
+    def build(num_classes: int | None, pretrained: bool) -> tuple[nn.Module, Preprocessing | None]:
+        # The preprocessing belongs to the weights, whatever the file says.
+        return zoo(num_classes, pretrained)[0], pub.preprocessing
+
+    return build
+
+
+def _hub_builder(spec: ModelSpec, *, with_tag: bool = True) -> Any:
+    from resnet_probe.models import hub
+
+    def build(num_classes: int | None, pretrained: bool) -> tuple[nn.Module, Preprocessing | None]:
+        if spec.source == "tv":
+            tag = spec.tag if with_tag else None
+            return hub.build_torchvision(spec.name, pretrained, num_classes=num_classes, tag=tag)
+        return hub.build_timm(spec.name, spec.tag, pretrained, num_classes=num_classes)
+
+    return build
+
+
+RESOLVERS: dict[str, Callable[..., LoadedModel]] = {"zoo": _load_zoo, "tv": _load_hub, "timm": _load_hub}
+
+
+def _default_classes(spec: ModelSpec) -> int:
+    return 10 if spec.source == "zoo" else 1000
+
+
+def _finish(
+    model: nn.Module,
+    spec: ModelSpec,
+    num_classes: int,
+    prep: Preprocessing | None,
+    meta: dict[str, Any],
+    path: Path | None = None,
+    sha: str | None = None,
+) -> LoadedModel:
+    model.eval()
+    return LoadedModel(
+        model=model,
+        spec=spec,
+        topology=build_topology(model),
+        num_classes=num_classes,
+        preprocessing=prep,
+        checkpoint=str(path) if path is not None else None,
+        checkpoint_sha256=sha,
+        metadata=meta,
+    )

@@ -1,0 +1,72 @@
+"""Model names with a source and a tag, parsed once into a frozen :class:`ModelSpec`.
+
+``resnet110`` and ``zoo:resnet110`` are the CIFAR zoo, ``tv:resnet50`` torchvision,
+``timm:resnet50.a1_in1k`` timm (name ``resnet50``, pretrained tag ``a1_in1k``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from resnet_probe.errors import UnknownModelError
+from resnet_probe.models.registry import get_entry
+
+SOURCES: dict[str, str] = {
+    "zoo": "resnet-probe's CIFAR zoo",
+    "tv": "torchvision.models",
+    "timm": "timm",
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model name: ``source:name[.tag]``."""
+
+    source: str
+    name: str
+    tag: str | None = None
+
+    def __str__(self) -> str:
+        tag = f".{self.tag}" if self.tag else ""
+        return f"{self.source}:{self.name}{tag}"
+
+    @property
+    def full_name(self) -> str:
+        """Name with tag, as the source library spells it."""
+        return f"{self.name}.{self.tag}" if self.tag else self.name
+
+
+def parse(text: str) -> ModelSpec:
+    """Parse ``[source:]name[.tag]``; a bare name means the zoo.
+
+    Example:
+        >>> parse("timm:resnet50.a1_in1k")
+        ModelSpec(source='timm', name='resnet50', tag='a1_in1k')
+    """
+    text = text.strip()
+    if not text:
+        raise UnknownModelError("empty model name; try `resnet-probe models` for the zoo")
+    source, sep, rest = text.partition(":")
+    if not sep:
+        source, rest = "zoo", text
+    source = source.lower()
+    if source not in SOURCES:
+        valid = ", ".join(f"{k}: ({v})" for k, v in SOURCES.items())
+        raise UnknownModelError(f"unknown model source {source!r} in {text!r}; valid sources: {valid}")
+    if not rest or not _NAME.match(rest):
+        raise UnknownModelError(f"malformed model name {text!r}; expected e.g. zoo:resnet56, tv:resnet50")
+    name, _, tag = rest.partition(".")
+    if source == "zoo":
+        get_entry(rest)  # raises with the list of valid names
+        return ModelSpec("zoo", rest, None)
+    return ModelSpec(source, name, tag or None)
+
+
+def parse_with_checkpoint(text: str) -> tuple[ModelSpec, Path | None]:
+    """Parse ``SPEC[=CHECKPOINT]`` as used by ``--compare`` and ``std-report --model``."""
+    spec_text, sep, ckpt = text.partition("=")
+    return parse(spec_text), (Path(ckpt) if sep and ckpt else None)

@@ -1,0 +1,172 @@
+"""Run an analysis: open its model and data, execute it, and write its run directory.
+
+Everything the ``resnet-probe`` commands do that is not parsing or printing: the seed, the
+torchrun start-up, the journal that ``--resume`` reads, the run record, and results.json +
+results.csv + report.html + figures/. The Python API (``resnet_probe.api``) calls
+:func:`execute` directly on objects it already holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from resnet_probe import distributed
+from resnet_probe.analyses.base import Analysis, ProgressFactory, RunContext, no_progress
+from resnet_probe.data import DataSource, load_data
+from resnet_probe.errors import DataError, ProbeError
+from resnet_probe.executor import Executor, resolve_device
+from resnet_probe.journal import Journal
+from resnet_probe.models.load import load_model
+from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.models.spec import parse, parse_with_checkpoint
+from resnet_probe.results import Result, RunRecord
+from resnet_probe.rundir import JOURNAL, jsonable, run_directory, write_run
+from resnet_probe.settings import RunSettings
+
+
+def open_data(settings: RunSettings) -> DataSource:
+    """The data source the settings name."""
+    if settings.batch_size < 1:
+        raise DataError(f"--batch-size {settings.batch_size}: must be at least 1")
+    return load_data(
+        settings.dataset, settings.data, split=settings.split, limit=settings.limit, download=settings.download,
+        workers=settings.workers,
+    )
+
+
+def open_model(
+    spec_text: str, checkpoint: Path | None, settings: RunSettings, data: DataSource | None,
+    needs_weights: bool = True,
+) -> LoadedModel:
+    """Load a model that fits the data (class count, cached weights for that data set)."""
+    spec = parse(spec_text)
+    mode = settings.weights
+    if not needs_weights and checkpoint is None and mode == "auto":
+        mode = "random"  # structure-only analyses (paths) must work offline without weights
+    num_classes = data.num_classes if data is not None and mode != "pretrained" else None
+    loaded = load_model(
+        spec, checkpoint=checkpoint, weights=mode,
+        dataset=data.name if data is not None else settings.dataset, num_classes=num_classes,
+    )
+    if data is not None and data.num_classes > loaded.num_classes:
+        raise DataError(f"{data.name} has {data.num_classes} classes but {spec} predicts {loaded.num_classes}")
+    return loaded
+
+
+def make_executor(loaded: LoadedModel, device: torch.device, settings: RunSettings) -> Executor:
+    """The executor of one model with the speed options the settings chose.
+
+    The model moves to ``device``: call this on models the runner loaded itself, never on
+    one a user holds (the API leaves those where they are).
+    """
+    loaded.model.to(device)
+    return Executor(
+        loaded.topology, device, settings.precision, compile=settings.compile, channels_last=settings.channels_last
+    )
+
+
+def check_seed(seed: object) -> int:
+    """A whole-number seed >= 0."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ProbeError(f"--seed {seed!r}: must be a whole number >= 0")
+    return seed
+
+
+def execute(
+    analysis: Analysis,
+    loaded: LoadedModel,
+    executor: Executor,
+    data: DataSource | None,
+    settings: RunSettings,
+    options: dict[str, Any],
+    *,
+    compare: Sequence[tuple[LoadedModel, Executor]] = (),
+    compare_names: Sequence[str] = (),
+    journal: Journal | None = None,
+    progress: ProgressFactory = no_progress,
+) -> Result:
+    """Run ``analysis`` on objects already open; the result carries its run record (``result.run``)."""
+    started = time.perf_counter()
+    ctx = RunContext(
+        loaded=loaded,
+        executor=executor,
+        data=data,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        progress=progress,
+        compare=tuple(compare),
+        journal=journal,
+        confidence=settings.confidence,
+    )
+    result = analysis.run(ctx, **options)
+    stored = jsonable(options) | ({"compare": list(compare_names)} if compare_names else {})
+    record = RunRecord(
+        analysis=analysis.name,
+        model=loaded.describe() | {"weights": loaded.metadata.get("weights")},
+        data=data.describe() if data is not None else None,
+        seed=settings.seed,
+        device=str(executor.device),
+        result=result.to_dict(),
+        wall_time_s=round(time.perf_counter() - started, 3),
+        title=settings.title,
+        options=stored,
+        extra={"notes": list(loaded.topology.notes), "confidence": settings.confidence},
+    )
+    return replace(result, run=record)
+
+
+def run_analysis(
+    analysis: Analysis,
+    settings: RunSettings,
+    options: dict[str, Any],
+    *,
+    compare: Sequence[str] = (),
+    progress: ProgressFactory = no_progress,
+) -> tuple[Path, RunRecord, Result]:
+    """Run one analysis end to end into its run directory; returns the directory, record and result."""
+    started = time.perf_counter()
+    check_seed(settings.seed)
+    distributed.init_from_env()
+    out_dir = run_directory(settings.out, analysis.name, settings.model, settings.force, settings.resume)
+    if settings.resume and distributed.world() > 1:
+        raise ProbeError("--resume works in single-process runs only; rerun without torchrun")
+    device = resolve_device(settings.device)
+    if device.type == "cuda" and distributed.world() > 1:
+        device = torch.device("cuda", distributed.local_device_index())
+    data = open_data(settings) if analysis.needs_data else None
+    torch.manual_seed(settings.seed)  # random-init weights are part of what the seed fixes
+    loaded = open_model(settings.model, settings.checkpoint, settings, data, analysis.needs_weights)
+    compared = []
+    for text in compare:
+        spec, ckpt = parse_with_checkpoint(text)
+        other = open_model(str(spec), ckpt, settings, data)
+        compared.append((other, make_executor(other, device, settings)))
+    journal = None
+    if analysis.resumable and distributed.world() == 1:
+        identity = {
+            "analysis": analysis.name,
+            "models": [m.describe() for m in [loaded, *(c for c, _ in compared)]],
+            "data": data.describe() if data is not None else None,
+            "seed": settings.seed, "batch_size": settings.batch_size, "precision": settings.precision,
+            "device": str(device), "options": jsonable(options),
+        }
+        journal = Journal(out_dir / JOURNAL, identity, resume=settings.resume)
+    result = execute(
+        analysis, loaded, make_executor(loaded, device, settings), data, settings, options,
+        compare=compared, compare_names=compare, journal=journal,
+        progress=progress if distributed.is_main() else no_progress,
+    )
+    assert result.run is not None
+    record = replace(result.run, wall_time_s=round(time.perf_counter() - started, 3))
+    result = replace(result, run=record)
+    if distributed.is_main():
+        write_run(out_dir, record, result)
+        if journal is not None:
+            journal.close()
+    distributed.barrier()
+    return out_dir, record, result

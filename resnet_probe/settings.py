@@ -1,0 +1,58 @@
+"""The settings of one run (what the shared CLI options say) and the analyses' defaults.
+
+Torch-free on purpose: the CLI builds its options from here without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: random k-sets per k (lesion --random-k)
+LESION_SAMPLES = 20
+#: random orders per swap count (reorder)
+REORDER_SAMPLES = 10
+#: sampled routes per path length (gradients, Veit Sec. 4.2)
+GRADIENT_SAMPLES = 1000
+#: share of the total gradient the effective paths hold
+EFFECTIVE_SHARE = 0.9
+#: images per batch
+BATCH_SIZE = 256
+#: level of every interval and of the significance of every paired test
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every analysis run shares: model, weights, data, device, seed and run directory."""
+
+    model: str
+    checkpoint: Path | None = None
+    dataset: str | None = None
+    data: Path | None = None
+    limit: int | None = None
+    batch_size: int = BATCH_SIZE
+    device: str = "auto"
+    seed: int = 0
+    out: Path | None = None
+    force: bool = False
+    title: str | None = None
+    random_init: bool = False
+    pretrained: bool = False
+    download: bool = False
+    precision: str = "fp32"
+    split: str = "test"
+    resume: bool = False
+    compile: bool = False
+    workers: int = 0
+    channels_last: bool | None = None  # None: the executor's default (on with CUDA)
+    confidence: float = CONFIDENCE
+
+    @property
+    def weights(self) -> str:
+        """Which weights ``load_model`` should use: auto, random or pretrained."""
+        from resnet_probe.errors import ProbeError
+
+        if self.random_init and self.pretrained:
+            raise ProbeError("--random-init and --pretrained exclude each other")
+        return "random" if self.random_init else "pretrained" if self.pretrained else "auto"
