@@ -21,8 +21,7 @@ def test_demo_writes_every_report_and_an_index(capsys, tmp_path: Path, monkeypat
     train_src, test_src = load_data("digits", split="train", limit=64), load_data("digits", limit=32)
     for name in ("plain20", "resnet20"):
         train_model(name, train_src, test_src, iters=2, dataset="digits", device="cpu")
-    monkeypatch.setattr(demo, "STUDIED", "resnet20")
-    monkeypatch.setattr(demo, "PLAIN", "plain20")
+    monkeypatch.setattr(demo, "STUDIED", "resnet20")  # the shipped ResNet-20 on the shipped sample
     monkeypatch.setattr(demo, "STD_SET", ("plain20", "resnet20"))
 
     r = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--limit", "24", "--device", "cpu")
@@ -35,6 +34,7 @@ def test_demo_writes_every_report_and_an_index(capsys, tmp_path: Path, monkeypat
         assert (tmp_path / "demo" / folder / "report.html").stat().st_size > 1000
         if folder not in ("paths", "training"):
             assert doc["data"]["n"] == 24
+            assert doc["data"]["dataset"] == ("digits" if folder == "std" else "cifar10-sample")
     lesion = json.loads((tmp_path / "demo" / "lesion" / "results.json").read_text())["result"]
     assert len(lesion["configs"]) == 9 and [r["k"] for r in lesion["random_k"]] == list(range(1, 7))
     paths = json.loads((tmp_path / "demo" / "paths" / "results.json").read_text())["result"]
