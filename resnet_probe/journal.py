@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from resnet_probe.errors import OutputError
+
+# Tests only: hold the run after this many journaled items (and say so in PATH.paused), so that an
+# interrupt sent then lands mid-run for certain instead of racing a run that may already be done.
+PAUSE_ENV = "RESNET_PROBE_PAUSE_AFTER_ITEMS"
+PAUSE_S = 120.0
 
 
 class Journal:
@@ -71,8 +77,13 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
         self.done[self._key(key)] = value
+        pause = os.environ.get(PAUSE_ENV)
+        if pause and len(self.done) == int(pause):
+            self.path.with_name(self.path.name + ".paused").touch()
+            time.sleep(PAUSE_S)  # the signal the test sends ends this
 
     def close(self, keep: bool = False) -> None:
         """Remove the journal once the run's results are written (unless ``keep``)."""
         if not keep:
             self.path.unlink(missing_ok=True)
+            self.path.with_name(self.path.name + ".paused").unlink(missing_ok=True)

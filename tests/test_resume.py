@@ -14,6 +14,7 @@ from typing import Any, Callable
 import pytest
 
 from resnet_probe.analyses import resumable
+from resnet_probe.journal import PAUSE_ENV
 
 from .cli.helpers import run_cli
 
@@ -51,13 +52,13 @@ def _items(journal: Path) -> int:
 
 
 def _interrupt(args: tuple[str, ...], out: Path, sig: int, after_items: int) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a subprocess and send ``sig`` once its journal holds ``after_items`` items."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    """Run the CLI in a subprocess, held after ``after_items`` journaled items, and send ``sig`` then."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", PAUSE_ENV: str(after_items)}
     cmd = [sys.executable, "-m", "resnet_probe.cli.app", *args, "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + DEADLINE_S
-        while _items(out / "progress.jsonl") < after_items:
+        while not (out / "progress.jsonl.paused").exists():
             if proc.poll() is not None:
                 pytest.fail(f"the run ended before it could be interrupted: {proc.stderr.read()[-2000:]}")
             if time.monotonic() > deadline:
