@@ -54,7 +54,7 @@ def run(
         >>> rp.run("lesion", "resnet56", "cifar10-sample", random_k="1:5", samples=10)
     """
     analysis = get_analysis(name)()
-    data_source = _data(data, model if isinstance(model, LoadedModel) else None) if analysis.needs_data else None
+    data_source = _data(data) if analysis.needs_data else None
     main = _model(model, data_source)
     others = [_model(m, data_source) for m in compare]
     settings = RunSettings(
@@ -107,7 +107,7 @@ def _model(model: LoadedModel | str, data: DataSource | None) -> LoadedModel:
                       num_classes=data.num_classes if data is not None else None)
 
 
-def _data(data: DataSource | str | Path | None, model: LoadedModel | None) -> DataSource:
+def _data(data: DataSource | str | Path | None) -> DataSource:
     if isinstance(data, DataSource):
         return data
     if isinstance(data, Path) or (isinstance(data, str) and ("/" in data or data.endswith(".npz"))):

@@ -46,10 +46,6 @@ class Score:
         """Mean cross-entropy."""
         return self.loss_sum / self.n if self.n else 0.0
 
-    def to_dict(self) -> dict[str, float | int]:
-        """The ``{"accuracy", "correct", "n", "loss"}`` block of results.json."""
-        return {"accuracy": self.accuracy, "correct": self.correct, "n": self.n, "loss": self.loss}
-
 
 def score_plans(
     executor: Executor,

@@ -7,7 +7,6 @@ that points to ``--checkpoint``. Everything else (bad names, bad tags) fails bef
 from __future__ import annotations
 
 import difflib
-import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from torch import nn
 
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import CheckpointError, OfflineError, UnknownModelError
+from resnet_probe.models.registry import natural_key
 
 TORCHVISION_PATTERNS: tuple[str, ...] = ("resnet*", "wide_resnet*", "resnext*")
 TIMM_MODULE = "resnet"  # timm.models.resnet: the post-activation ResNet the timm adapter reads
@@ -34,7 +34,7 @@ def torchvision_names() -> list[str]:
     from torchvision import models
 
     names = models.list_models(module=models)
-    return sorted((n for n in names if any(fnmatch(n, p) for p in TORCHVISION_PATTERNS)), key=_natural)
+    return sorted((n for n in names if any(fnmatch(n, p) for p in TORCHVISION_PATTERNS)), key=natural_key)
 
 
 def timm_names() -> list[str]:
@@ -47,7 +47,7 @@ def timm_names() -> list[str]:
             n for n in timm.list_models("vit_*", module=module) if not any(fnmatch(n, p) for p in TIMM_VIT_EXCLUDED)
         )
     # Plain resnet* first: the excerpt in error messages should show the familiar names.
-    return sorted(names, key=lambda n: (not n.startswith("resnet"), _natural(n)))
+    return sorted(names, key=lambda n: (not n.startswith("resnet"), natural_key(n)))
 
 
 def build_torchvision(
@@ -198,7 +198,3 @@ def _few(names: list[str], limit: int = 12) -> str:
     more = f", ... ({len(names)} in all)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
-
-def _natural(name: str) -> list[Any]:
-    """Sort key that puts resnet18 before resnet101."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]

@@ -20,6 +20,7 @@ from resnet_probe.models.weights import PublishedWeights, published
 
 WEIGHTS: tuple[str, ...] = ("auto", "random", "pretrained")
 
+
 def load_model(
     spec: ModelSpec | str,
     *,
@@ -97,7 +98,9 @@ def _from_checkpoint(
     builder: Any,
     extra: dict[str, Any] | None = None,
     sha256: str | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> LoadedModel:
+    """Weights from a file; ``preprocessing`` (published weights) wins over what the file's format implies."""
     data = read_checkpoint(path)
     if sha256 is not None and data.sha256 != sha256:
         raise CheckpointError(f"weights {path} are damaged (sha256 {data.sha256[:12]}…, not {sha256[:12]}…)")
@@ -111,10 +114,7 @@ def _from_checkpoint(
     model, builder_prep = builder(n, False)
     apply_state_dict(model, data.state_dict, f"checkpoint {path.name} does not fit {spec}")
     meta = {**data.metadata, **(extra or {}), "weights": label, "checkpoint_format": data.format}
-    # Published weights bring their own preprocessing, whatever the file format says.
-    prep = builder_prep if builder_prep is not None and builder_prep.source == "weights" else (
-        data.preprocessing or builder_prep
-    )
+    prep = preprocessing or data.preprocessing or builder_prep
     return _finish(model, spec, n or _default_classes(spec), prep, meta, path, data.sha256)
 
 
@@ -122,7 +122,9 @@ def _from_published(spec: ModelSpec, pub: PublishedWeights) -> LoadedModel:
     """Published weights: the shipped file, else torch.hub's hash-checked download into the cache."""
     extra = {"url": pub.url, "source": pub.source, "licence": pub.licence}
     if pub.path is not None:
-        return _from_checkpoint(spec, pub.path, pub.label, 10, _published_builder(spec, pub), extra, pub.sha256)
+        return _from_checkpoint(
+            spec, pub.path, pub.label, 10, _zoo_builder(spec), extra, pub.sha256, pub.preprocessing
+        )
     import torch.hub
 
     hub_dir = cache.home() / "hub"
@@ -148,7 +150,9 @@ def _from_published(spec: ModelSpec, pub: PublishedWeights) -> LoadedModel:
             f"{pub.label}'s {spec.name} weights are unusable ({' '.join(str(exc).split())}); "
             f"delete {hub_dir / pub.file_name} and retry"
         ) from None
-    return _from_checkpoint(spec, hub_dir / pub.file_name, pub.label, 10, _published_builder(spec, pub), extra)
+    return _from_checkpoint(
+        spec, hub_dir / pub.file_name, pub.label, 10, _zoo_builder(spec), extra, preprocessing=pub.preprocessing
+    )
 
 
 def _check_spec(spec: ModelSpec, path: Path, data: CheckpointData) -> None:
@@ -168,16 +172,6 @@ def _zoo_builder(spec: ModelSpec) -> Any:
 
     def build(num_classes: int | None, pretrained: bool) -> tuple[nn.Module, Preprocessing | None]:
         return entry.builder(num_classes=num_classes or 10), None
-
-    return build
-
-
-def _published_builder(spec: ModelSpec, pub: PublishedWeights) -> Any:
-    zoo = _zoo_builder(spec)
-
-    def build(num_classes: int | None, pretrained: bool) -> tuple[nn.Module, Preprocessing | None]:
-        # The preprocessing belongs to the weights, whatever the file says.
-        return zoo(num_classes, pretrained)[0], pub.preprocessing
 
     return build
 
