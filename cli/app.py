@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import click
 import typer
@@ -11,33 +11,58 @@ from resnet_probe.cli import evaluate, gradients, lesion, models, paths, plugins
 from resnet_probe.cli.console import err
 from resnet_probe.cli.demo import demo
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from resnet_probe.errors import ProbeError
 
+
+class _PlainFlags:
+    """On/off flags show no ``<bool>`` value placeholder in --help: they take no value."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:  # typer vendors click: its options are not click.Option instances
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class ProbeCommand(_PlainFlags, TyperCommand):
+    """A command of the app."""
+
+
+class ProbeGroup(_PlainFlags, TyperGroup):
+    """The app itself."""
+
+
 app = typer.Typer(
+    cls=ProbeGroup,
     name="resnet-probe",
     help="Open up trained residual networks and measure how they really work.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("models")(models.models)
-app.command("evaluate")(evaluate.evaluate)
-app.command("lesion")(lesion.lesion)
-app.command("reorder")(reorder.reorder)
-app.command("paths")(paths.paths)
-app.command("gradients")(gradients.gradients)
-app.command("response-std")(response_std.response_std)
-app.command("train")(train.train)
-app.command("train-curves")(train.train_curves)
-app.command("demo")(demo)
-app.command("analyses")(plugins.analyses)
-app.command("run")(plugins.run)
-app.command("report")(report.report)
+COMMANDS: dict[str, Callable[..., None]] = {
+    "models": models.models,
+    "evaluate": evaluate.evaluate,
+    "lesion": lesion.lesion,
+    "reorder": reorder.reorder,
+    "paths": paths.paths,
+    "gradients": gradients.gradients,
+    "response-std": response_std.response_std,
+    "train": train.train,
+    "train-curves": train.train_curves,
+    "demo": demo,
+    "analyses": plugins.analyses,
+    "run": plugins.run,
+    "report": report.report,
+}
+for name, command in COMMANDS.items():
+    app.command(name, cls=ProbeCommand)(command)
 # The short names the commands had before the analyses got one name each.
-for alias, command in (("eval", evaluate.evaluate), ("std-report", response_std.response_std),
-                       ("train-report", train.train_curves)):
-    app.command(alias, help=f"Alias of `{command.__name__.replace('_', '-')}`.")(command)
+for alias, name in (("eval", "evaluate"), ("std-report", "response-std"), ("train-report", "train-curves")):
+    app.command(alias, cls=ProbeCommand, help=f"Alias of `{name}`.")(COMMANDS[name])
 
 
 # typer >= 0.2x vendors click: its usage errors derive from typer.TyperException, not click's.

@@ -1,11 +1,11 @@
-"""The two consoles: results on stdout, progress and errors on stderr."""
+"""Running an analysis command: its progress bar, its run directory, its reading on stdout."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from rich.console import Console
+from resnet_probe.cli.streams import err, out
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from resnet_probe.settings import RunSettings
@@ -13,8 +13,7 @@ from resnet_probe.settings import RunSettings
 if TYPE_CHECKING:
     from resnet_probe.results import Result, RunRecord
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+__all__ = ["err", "out", "print_reading", "rich_progress", "run_command"]
 
 
 @contextlib.contextmanager
@@ -36,13 +35,16 @@ def run_command(
     name: str, settings: RunSettings, options: dict[str, Any], *, compare: Sequence[str] = ()
 ) -> tuple[RunRecord, Result]:
     """Run the analysis called ``name`` into its run directory with a progress bar; say where it went."""
+    from resnet_probe.cli.training import train_missing
+
     from resnet_probe import distributed
     from resnet_probe.plugins import get_analysis
     from resnet_probe.runner import run_analysis
 
-    out_dir, record, result = run_analysis(
-        get_analysis(name)(), settings, options, compare=compare, progress=rich_progress
-    )
+    analysis = get_analysis(name)()
+    if analysis.needs_weights:
+        train_missing(settings, compare)
+    out_dir, record, result = run_analysis(analysis, settings, options, compare=compare, progress=rich_progress)
     if distributed.is_main():
         out.print(f"wrote {out_dir / 'report.html'}, results.json, results.csv and figures/")
     else:

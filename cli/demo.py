@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_probe.cli import options as o
 from resnet_probe.cli.console import out, run_command
-from resnet_probe.cli.response_std import ensure_trained
+from resnet_probe.cli.training import ensure_trained
 
 from resnet_probe.files import atomic_write_text
 from resnet_probe.models.spec import parse

@@ -13,10 +13,15 @@ def evaluate(settings: RunSettings) -> None:
     """Top-1 accuracy of a model on a data set; writes results.json and report.html."""
     from resnet_probe.analyses.evaluate import EvaluateResult
 
-    _, result = run_command("evaluate", settings, {})
+    record, result = run_command("evaluate", settings, {})
     assert isinstance(result, EvaluateResult)
     out.print(
         f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.n} correct; "
         f"{100 * settings.confidence:g} % interval [{100 * result.ci[0]:.2f}, {100 * result.ci[1]:.2f}] %), "
         f"loss {result.loss:.4f}"
     )
+    from resnet_probe.reports.content import adaptive_sentence
+
+    adaptive = adaptive_sentence([result.n], int((record.data or {}).get("n", result.n)), record)
+    if adaptive:
+        out.print(adaptive)

@@ -38,6 +38,23 @@ ChannelsLast = Annotated[
     ),
 ]
 Confidence = Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="Level of every interval; a paired test is significant when its Holm-adjusted p < 1 - level.")]
+Tolerance = Annotated[
+    Optional[float],
+    typer.Option(
+        "--tolerance",
+        min=0.001,
+        max=0.499,
+        help="Adaptive evaluation: stop scoring a configuration once an anytime-valid confidence sequence "
+        "gives its accuracy to +-T (e.g. 0.02); images visited in a seeded random order. Default: every image.",
+    ),
+]
+TrainMissing = Annotated[
+    bool,
+    typer.Option(
+        "--train-missing/--no-train",
+        help="On digits, train a zoo model that has no cached weights first (default); --no-train stops instead.",
+    ),
+]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the residual branches (inductor): minutes to start, for long GPU runs.")]
 
 
@@ -63,6 +80,8 @@ def _shared(
     workers: Workers = 0,
     channels_last: ChannelsLast = None,
     confidence: Confidence = CONFIDENCE,
+    tolerance: Tolerance = None,
+    train_missing: TrainMissing = True,
 ) -> None:
     """The typer parameters of :class:`RunSettings`, declared once (never called)."""
 

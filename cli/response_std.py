@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from resnet_probe.cli import options as o
-from resnet_probe.cli.console import out, print_reading, run_command
-from resnet_probe.cli.train import Models, fit, open_train_data
+from resnet_probe.cli.console import print_reading, run_command
+from resnet_probe.cli.train import Models
+from resnet_probe.cli.training import ensure_trained
 
-from resnet_probe.errors import CheckpointError
-from resnet_probe.models import cache
 from resnet_probe.models.spec import parse_with_checkpoint
 from resnet_probe.settings import RunSettings
-
-if TYPE_CHECKING:
-    from resnet_probe.models.spec import ModelSpec
 
 FIG7_MODELS: tuple[str, ...] = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
 
@@ -35,6 +29,7 @@ def response_std(
     precision: o.Precision = "fp32",
     split: o.Split = "test",
     workers: o.Workers = 0,
+    train_missing: o.TrainMissing = True,
 ) -> None:
     """Std of every 3x3 conv's response after BN, per model; default: plain20/56, resnet20/56/110.
 
@@ -44,7 +39,7 @@ def response_std(
     """
     texts = list(models) if models else list(FIG7_MODELS)
     parsed = [parse_with_checkpoint(t) for t in texts]
-    if not random_init and data is None:
+    if train_missing and not random_init and data is None:
         ensure_trained([s for s, ckpt in parsed if ckpt is None], dataset or "digits", seed, device, download)
     (first, first_ckpt), rest = parsed[0], texts[1:]
     settings = RunSettings(
@@ -64,34 +59,7 @@ def response_std(
         precision=precision,
         split=split,
         workers=workers,
+        train_missing=train_missing,
     )
     record, result = run_command("response-std", settings, {}, compare=rest)
     print_reading(record, result)
-
-
-def ensure_trained(specs: list[ModelSpec], dataset: str, seed: int, device: str, download: bool) -> None:
-    """Train the missing digits models now; elsewhere name the command that trains them."""
-    from resnet_probe.models.weights import published
-
-    missing = [s for s in dict.fromkeys(specs) if cache.find_trained(s, dataset) is None]
-    if dataset != "digits":
-        # akamaster's published CIFAR-10 ResNets stand in for a cached one (load_model's "auto").
-        missing = [s for s in missing if not (s.source == "zoo" and published(s.name, dataset) is not None)]
-        if missing:
-            first = missing[0]
-            more = f" (and the same for {', '.join(s.name for s in missing[1:])})" if missing[1:] else ""
-            raise CheckpointError(
-                f"no trained {first} on {dataset} in {cache.home() / 'checkpoints'}; run "
-                f"`resnet-probe train --model {first.name} --dataset {dataset}` first{more}"
-            )
-        return
-    if not missing:
-        return
-    out.print(
-        f"training {len(missing)} model(s) on digits first (no cached checkpoint): "
-        f"{', '.join(s.name for s in missing)}",
-        markup=False,
-    )
-    train_src, test_src = open_train_data("digits", None, download)
-    for spec in missing:
-        fit(spec, train_src, test_src, dataset="digits", seed=seed, device=device)

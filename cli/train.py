@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from resnet_probe.cli import options as o
-from resnet_probe.cli.console import err, out, print_reading, run_command
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from resnet_probe.cli.console import print_reading, run_command
+from resnet_probe.cli.training import fit, open_train_data
 
 from resnet_probe.errors import CheckpointError
 from resnet_probe.models import cache
@@ -24,10 +16,7 @@ from resnet_probe.models.spec import parse, parse_with_checkpoint
 from resnet_probe.settings import RunSettings
 
 if TYPE_CHECKING:
-    from resnet_probe.data import DataSource
     from resnet_probe.models.spec import ModelSpec
-    from resnet_probe.training.loop import Progress as TrainCallback
-    from resnet_probe.training.loop import TrainResult, TrainStatus
 
 Epochs = Annotated[
     Optional[int], typer.Option("--epochs", help="Passes over the training set (default: the recipe's).")
@@ -48,77 +37,6 @@ CheckpointOut = Annotated[
     typer.Option("--out", "-o", help="Checkpoint file (default: the cache, where later commands find it)."),
 ]
 Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="SPEC[=CHECKPOINT]; repeat for several.")]
-
-
-@contextlib.contextmanager
-def training_progress(title: str) -> Iterator[TrainCallback]:
-    """A rich bar over iterations with loss and accuracy, one stderr line per epoch."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(title, total=None, stats="")
-
-        def report(s: TrainStatus) -> None:
-            if s.event == "start":
-                bar.update(task, total=s.iters, completed=s.iteration)
-            elif s.event == "step":
-                stats = f"epoch {s.epoch + 1}/{s.epochs} loss {s.loss:.3f} acc {100 * s.accuracy:.1f} % lr {s.lr:.3g}"
-                bar.update(task, completed=s.iteration, stats=stats)
-            elif s.event == "epoch" and s.record is not None:
-                bar.console.print(epoch_line(s.record, s.epochs), markup=False, highlight=False)
-
-        yield report
-
-
-def epoch_line(r: dict, epochs: int) -> str:
-    """One epoch of the history as a log line."""
-    test = (
-        f"test loss {r['test_loss']:.4f} err {100 * r['test_error']:.2f} %"
-        if r.get("test_error") is not None
-        else "no test set"
-    )
-    train = (
-        f"train loss {r['train_loss']:.4f} err {100 * r['train_error']:.2f} %"
-        if r.get("train_error") is not None
-        else ""
-    )
-    return f"epoch {r['epoch']}/{epochs}  it {r['iteration']}  lr {r['lr']:.4g}  {train}  {test}  {r['seconds']:.1f} s"
-
-
-def open_train_data(dataset: str | None, data: Path | None, download: bool) -> tuple[DataSource, DataSource | None]:
-    """Training split and, where the source has one, the test split."""
-    from resnet_probe.data import load_data
-
-    train_src = load_data(dataset, data, split="train", download=download)
-    if data is not None and train_src.name not in ("cifar10", "cifar100"):
-        # An .npz file or an image folder is one split: there is no separate test set to score.
-        err.print(f"{data} has no separate test split; training without test evaluation", markup=False)
-        return train_src, None
-    return train_src, load_data(dataset, data, split="test", download=download)
-
-
-def fit(
-    spec: ModelSpec, train_src: DataSource, test_src: DataSource | None, *, dataset: str, **kwargs: object
-) -> TrainResult:
-    """Train with the rich progress bar and print where the checkpoint went."""
-    from resnet_probe.training.loop import train_model
-
-    with training_progress(f"train {spec.name}") as report:
-        result = train_model(spec, train_src, test_src, dataset=dataset, progress=report, **kwargs)  # type: ignore[arg-type]
-    acc = "" if result.test_accuracy is None else f", test accuracy {100 * result.test_accuracy:.2f} %"
-    out.print(
-        f"saved {result.spec} ({result.dataset}, {result.iterations} iterations, {len(result.history)} epochs, "
-        f"{result.seconds:.0f} s{acc}) to {result.checkpoint}",
-        markup=False,
-    )
-    return result
 
 
 def train(
@@ -209,3 +127,5 @@ def _cached_runs(dataset: str) -> list[tuple[ModelSpec, Path]]:
             f"`resnet-probe train --model MODEL --dataset {dataset}` or pass --model SPEC=CHECKPOINT"
         )
     return runs
+
+

@@ -107,6 +107,30 @@ def p_text(p: float) -> str:
     return "< 1e-6" if p < 1e-6 else f"{p:.3g}"
 
 
+MIN_BAND = 5  # fewer samples than this draw no band: the points are shown instead
+
+
+def level_value(record: RunRecord) -> float:
+    """The level of a run's intervals and tests (``--confidence``)."""
+    return float(record.extra.get("confidence", 0.95))
+
+
+def level_of(record: RunRecord) -> str:
+    """The level of a run's intervals as ``95 %``."""
+    return f"{100 * level_value(record):g} %"
+
+
+def sample_size_sentence(n: int, tests: int, record: RunRecord) -> str:
+    """The smallest change ``tests`` Holm-adjusted paired tests on ``n`` images can call significant."""
+    images, points = smallest_detectable(n, tests, level_value(record))
+    plural = "s" if tests != 1 else ""
+    return (
+        f"Sample size: with {n} images and {tests} paired test{plural}, no change smaller than {points:.2f} points "
+        f"({images} images lost, none gained) can be significant; one image is {100 / n:.2f} points."
+        + (f" {n} images give wide intervals: use the full test set for small effects." if n <= 1000 else "")
+    )
+
+
 def smallest_detectable(n: int, tests: int, confidence: float) -> tuple[int, float]:
     """The fewest images (all lost, none gained) a paired test can call significant after Holm over ``tests``.
 
@@ -120,3 +144,20 @@ def smallest_detectable(n: int, tests: int, confidence: float) -> tuple[int, flo
     while b <= n and mcnemar_exact(b, 0) >= alpha:
         b += 1
     return b, 100 * b / n if n else math.inf
+
+
+def adaptive_sentence(used: Sequence[int], total: int, record: RunRecord) -> str | None:
+    """What adaptive evaluation saved, or None when the run scored every image (no ``--tolerance``)."""
+    tolerance = record.extra.get("tolerance")
+    if tolerance is None or not used:
+        return None
+    stopped = [n for n in used if n < total]
+    level = f"{100 * float(record.extra.get('confidence', 0.95)):g} %"
+    saved = 1 - sum(used) / (len(used) * total)
+    return (
+        f"Adaptive evaluation (--tolerance {tolerance:g}): {len(stopped)} of {len(used)} configurations stopped "
+        f"once their {level} confidence sequence gave the accuracy to ±{100 * tolerance:g} points, after "
+        f"{min(used)}–{max(used)} of {total} images; {100 * saved:.0f} % of the image evaluations were saved. "
+        "Their intervals are those anytime-valid confidence sequences (valid at whatever image the run "
+        "stopped), wider than a Wilson interval at the same count."
+    )

@@ -43,6 +43,7 @@ def run(
     device: str | None = None,
     precision: str = "fp32",
     confidence: float = 0.95,
+    tolerance: float | None = None,
     title: str | None = None,
     **options: Any,
 ) -> Result:
@@ -59,7 +60,7 @@ def run(
     others = [_model(m, data_source) for m in compare]
     settings = RunSettings(
         str(main.spec), batch_size=batch_size, seed=check_seed(seed), precision=precision, title=title,
-        confidence=confidence,
+        confidence=confidence, tolerance=tolerance,
         device=device or str(_device_of(main)),
     )
     executor = Executor(main.topology, settings.device, precision)

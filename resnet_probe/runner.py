@@ -102,6 +102,7 @@ def execute(
         compare=tuple(compare),
         journal=journal,
         confidence=settings.confidence,
+        tolerance=settings.tolerance,
     )
     result = analysis.run(ctx, **options)
     stored = jsonable(options) | ({"compare": list(compare_names)} if compare_names else {})
@@ -115,7 +116,8 @@ def execute(
         wall_time_s=round(time.perf_counter() - started, 3),
         title=settings.title,
         options=stored,
-        extra={"notes": list(loaded.topology.notes), "confidence": settings.confidence},
+        extra={"notes": list(loaded.topology.notes), "confidence": settings.confidence}
+        | ({"tolerance": settings.tolerance} if settings.tolerance is not None else {}),
     )
     return replace(result, run=record)
 

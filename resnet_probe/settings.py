@@ -47,6 +47,8 @@ class RunSettings:
     workers: int = 0
     channels_last: bool | None = None  # None: the executor's default (on with CUDA)
     confidence: float = CONFIDENCE
+    tolerance: float | None = None  # adaptive evaluation: stop each configuration once known to +-tolerance
+    train_missing: bool = True  # the CLI trains a zoo model that has no weights on digits yet
 
     @property
     def weights(self) -> str:

@@ -10,20 +10,22 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 from resnet_probe.reports.content import (
+    MIN_BAND,
     Figure,
     Table,
+    adaptive_sentence,
     interval_text,
+    level_of,
     p_text,
     pct,
     register,
-    smallest_detectable,
+    sample_size_sentence,
 )
 
 from resnet_probe.analyses.lesion import LesionResult, LesionStudy, UnitInfo
 from resnet_probe.results import RunRecord
 
 FIG_WIDTH = 9.0  # room for the legend right of the axes
-MIN_BAND = 5  # fewer samples than this draw no band: the points are shown instead
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 
@@ -191,8 +193,9 @@ def lesion_figures(result: LesionResult, record: RunRecord) -> list[Figure]:
     if result.random_k:
         samples = result.random_k[0].samples
         figs.append(Figure(
-            f"Test error after deleting k random units, {samples} random sets per k: mean ± one "
-            "standard deviation (Veit et al. 2016, Fig. 5a); dashed, the unchanged model." + others,
+            f"Test error after deleting k random units, {samples} random sets per k (Veit et al. 2016, Fig. 5a): "
+            f"the mean, with its bootstrap interval as a band where {MIN_BAND} or more sets make one; faint, "
+            "each set; dashed, the unchanged model." + others,
             lambda axes: _draw_random(axes[0], result, record),
             width=FIG_WIDTH,
         ))
@@ -219,14 +222,14 @@ def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
                 ", ".join(sorted({str(u.stage) for u in units})),
                 "yes" if any(u.downsampling for u in units) else "",
                 ", ".join(sorted({u.shortcut for u in units})),
-                pct(c.accuracy), interval_text(c.ci), c.correct, f"{100 * (base - c.accuracy):+.2f}",
+                pct(c.accuracy), interval_text(c.ci), c.correct, c.n, f"{100 * (base - c.accuracy):+.2f}",
                 p_text(c.p_adjusted), "yes" if c.significant else "no", f"{c.loss:.4f}",
             ])
         title = "Single-unit deletions" if result.sweep else "Deleted set"
         tables.append(Table(
             f"{title}: {label}",
             ["deleted", "names", "stage", "downsampling", "shortcut", "accuracy", f"{level_of(record)} interval",
-             "correct", "cost (points)", "p (McNemar, Holm)", "significant", "loss"],
+             "correct", "images", "cost (points)", "p (McNemar, Holm)", "significant", "loss"],
             rows,
         ))
         if s.random_k:
@@ -266,7 +269,7 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool, reco
         )
         # The headline first (the demo's index shows only the first sentence).
         median_config = sorted(study.configs, key=lambda c: costs[c.deleted[0]])[len(study.configs) // 2]
-        known = "" if median_config.significant else f", which {study.baseline.n} images cannot tell from zero"
+        known = "" if median_config.significant else f", which {median_config.n} images cannot tell from zero"
         out.append(
             f"{label}: the median single deletion {cost(median)} of accuracy "
             f"(unchanged: {pct(base)}, {level_of(record)} interval {interval_text(study.baseline.ci)}){known}{tail}."
@@ -322,18 +325,6 @@ def lesion_reading(result: LesionResult, record: RunRecord) -> list[str]:
         out += _study_reading(label, study, result.sweep, i == 0, record)
     study = result.study
     tests = len(study.configs) + sum(r.samples for r in study.random_k)
-    confidence = float(record.extra.get("confidence", 0.95))
-    images, points = smallest_detectable(study.baseline.n, tests, confidence)
-    out.append(
-        f"Sample size: with {study.baseline.n} images and {tests} paired tests, no change smaller than "
-        f"{points:.2f} points ({images} images lost, none gained) can be significant; one image is "
-        f"{100 / study.baseline.n:.2f} points."
-        + (f" {study.baseline.n} images give wide intervals: use the full test set for small effects."
-           if study.baseline.n <= 1000 else "")
-    )
-    return out
-
-
-def level_of(record: RunRecord) -> str:
-    """The level of a run's intervals as ``95 %``."""
-    return f"{100 * float(record.extra.get('confidence', 0.95)):g} %"
+    out.append(sample_size_sentence(study.baseline.n, tests, record))
+    adaptive = adaptive_sentence([c.n for c in study.configs], study.baseline.n, record)
+    return out + ([adaptive] if adaptive else [])

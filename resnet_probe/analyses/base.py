@@ -13,6 +13,7 @@ from resnet_probe.executor import Executor
 from resnet_probe.journal import Journal
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import Result
+from resnet_probe.scoring import Stopping
 from resnet_probe.settings import CONFIDENCE
 
 Advance = Callable[[int], None]
@@ -39,6 +40,14 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
     journal: Journal | None = None  # finished pieces of a resumable run (the CLI's progress.jsonl)
     confidence: float = CONFIDENCE  # level of intervals and paired tests
+    tolerance: float | None = None  # adaptive evaluation: stop a configuration once known to +-tolerance
+
+    @property
+    def stopping(self) -> Stopping | None:
+        """The stopping rule of adaptive evaluation, or None to score every image."""
+        if self.tolerance is None:
+            return None
+        return Stopping(self.tolerance, self.confidence, self.seed)
 
     @property
     def preprocessing(self) -> Preprocessing | None:

@@ -16,7 +16,11 @@ from resnet_probe.scoring import interval, score_plans
 
 @dataclass(frozen=True)
 class EvaluateResult(Result):
-    """Accuracy as a fraction with its Wilson interval, correct count, images and mean cross-entropy."""
+    """Accuracy as a fraction with its interval, correct count, images scored and mean cross-entropy.
+
+    The interval is Wilson's, or with adaptive evaluation (``--tolerance``) the anytime-valid
+    confidence sequence the stop was decided on.
+    """
 
     analysis: ClassVar[str] = "evaluate"
     accuracy: float
@@ -52,7 +56,7 @@ class EvaluateAnalysis(Analysis):
         with ctx.progress("eval", len(data)) as advance:
             (score,) = score_plans(
                 ctx.executor, data, [Plan()], batch_size=ctx.batch_size,
-                preprocessing=ctx.preprocessing, progress=advance,
+                preprocessing=ctx.preprocessing, progress=advance, stop=ctx.stopping,
             )
         return EvaluateResult(
             score.accuracy, score.correct, score.n, score.loss, interval(score, ctx.confidence), score.hits

@@ -32,10 +32,12 @@ from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor
 from resnet_probe.journal import Journal
 from resnet_probe.results import Result
-from resnet_probe.settings import EFFECTIVE_SHARE, GRADIENT_SAMPLES
+from resnet_probe.settings import CONFIDENCE, EFFECTIVE_SHARE, GRADIENT_SAMPLES
+from resnet_probe.stats import bootstrap_mean_interval
 from resnet_probe.topology import Topology
 
 LONG_PATH = 20  # Veit et al.: paths longer than ~20 modules carry almost no gradient
+RESAMPLES = 1000  # bootstrap resamples of the effective range
 
 
 def routable_units(topology: Topology) -> list[int]:
@@ -173,11 +175,16 @@ class LengthGradient:
     total: float | None  # mean_norm * paths; None only where it passes float range
     log10_total: float | None  # None where mean_norm is 0
     share: float
+    ci: tuple[float, float] = (0.0, 0.0)  # seeded bootstrap interval of mean_norm over the samples
 
 
 @dataclass(frozen=True)
 class GradientsResult(Result):
-    """Mean input-gradient norm per path length, total gradient per length, effective range."""
+    """Mean input-gradient norm per path length, total gradient per length, effective range.
+
+    ``effective_range_ci``: bootstrap intervals of the range's two ends, from resampling the
+    path samples of every length (the range recomputed on each resample).
+    """
 
     analysis: ClassVar[str] = "gradients"
     lengths: tuple[LengthGradient, ...]
@@ -185,60 +192,94 @@ class GradientsResult(Result):
     share: float
     share_longer_than_20: float
     n_units: int
+    effective_range_ci: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GradientsResult:
         """Inverse of :meth:`to_dict`."""
+        lo, hi = (int(v) for v in d["effective_range"])
+        ends = d.get("effective_range_ci", ((lo, lo), (hi, hi)))
         return cls(
-            lengths=tuple(LengthGradient(**{**row, "paths": int(row["paths"])}) for row in d["lengths"]),
-            effective_range=(int(d["effective_range"][0]), int(d["effective_range"][1])),
+            lengths=tuple(
+                LengthGradient(**{**row, "paths": int(row["paths"]), "ci": tuple(row.get("ci", (0.0, 0.0)))})
+                for row in d["lengths"]
+            ),
+            effective_range=(lo, hi),
             share=float(d["share"]),
             share_longer_than_20=float(d["share_longer_than_20"]),
             n_units=int(d["n_units"]),
+            effective_range_ci=((int(ends[0][0]), int(ends[0][1])), (int(ends[1][0]), int(ends[1][1]))),
         )
 
     def to_frame(self) -> pd.DataFrame:
         """One row per sampled path length: mean and std of the input-gradient norm, paths, total, share."""
         import pandas as pd
 
-        return pd.DataFrame([dataclasses.asdict(g) for g in self.lengths])
+        frame = pd.DataFrame([dataclasses.asdict(g) for g in self.lengths])
+        frame[["ci_low", "ci_high"]] = pd.DataFrame(frame.pop("ci").tolist(), index=frame.index)
+        return frame
 
 
-def summarise(ks: Sequence[int], lengths: np.ndarray, norms: np.ndarray, n: int, share: float) -> GradientsResult:
-    """Per-length statistics, totals (log-safe), shares and the effective range."""
-    rows = []
-    logs: list[float | None] = []
-    for k in ks:
-        v = norms[lengths == k]
-        mean = float(v.mean())
-        std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        paths = math.comb(n, k)
-        # math.log10 takes ints of any size: C(1200, 600) is far past float range.
-        log_total = math.log10(mean) + math.log10(paths) if mean > 0 else None
-        logs.append(log_total)
-        rows.append((k, len(v), mean, std, paths, log_total))
-    finite = [lt for lt in logs if lt is not None]
-    if not finite:
+def shares_of(means: np.ndarray, log10_paths: np.ndarray) -> np.ndarray:
+    """Each length's share of the total gradient, sum over lengths of mean norm x C(n, k), along the last axis.
+
+    In log space: C(n, k) for n in the hundreds is past float range. A zero mean has share 0.
+    """
+    with np.errstate(divide="ignore"):
+        logs = np.log10(means) + log10_paths
+    top = logs.max(axis=-1, keepdims=True)
+    if not np.isfinite(top).all():
         raise PlanError("every sampled input gradient is zero: nothing to share out")
-    top = max(finite)
-    log_sum = top + math.log10(sum(10.0 ** (lt - top) for lt in finite))
-    shares = [10.0 ** (lt - log_sum) if lt is not None else 0.0 for lt in logs]
-    lo, hi = shortest_window(shares, share)
-    out = tuple(
-        LengthGradient(
-            k=k, samples=s, mean_norm=mean, std_norm=std, paths=paths,
-            total=_from_log10(lt),
-            log10_total=lt, share=sh,
-        )
-        for (k, s, mean, std, paths, lt), sh in zip(rows, shares, strict=True)
+    weights = 10.0 ** (logs - top)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def summarise(
+    ks: Sequence[int],
+    lengths: np.ndarray,
+    norms: np.ndarray,
+    n: int,
+    share: float,
+    *,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> GradientsResult:
+    """Per-length statistics with bootstrap intervals, totals (log-safe), shares and the effective range.
+
+    The bootstrap resamples each length's path samples (seed ``seed + k`` for the interval of
+    its mean; one generator seeded with ``seed`` for the effective range's ends).
+    """
+    groups = [norms[lengths == k] for k in ks]
+    # math.log10 takes ints of any size: C(1200, 600) is far past float range.
+    log10_paths = np.asarray([math.log10(math.comb(n, k)) for k in ks])
+    means = np.asarray([v.mean() for v in groups])
+    shares = shares_of(means, log10_paths)
+    lo, hi = shortest_window(shares.tolist(), share)
+    rng = np.random.default_rng([seed, 11])
+    boot = np.stack([v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1) for v in groups], axis=1)
+    windows = np.asarray([shortest_window(row.tolist(), share) for row in shares_of(boot, log10_paths)])
+    q = [(1 - confidence) / 2, (1 + confidence) / 2]
+    ends = tuple(
+        tuple(int(ks[int(i)]) for i in np.quantile(windows[:, side], q, method="inverted_cdf")) for side in (0, 1)
     )
-    longer = sum(sh for (k, *_), sh in zip(rows, shares, strict=True) if k > LONG_PATH)
+    out = []
+    for k, v, mean, sh in zip(ks, groups, means, shares, strict=True):
+        paths = math.comb(n, k)
+        log_total = math.log10(mean) + math.log10(paths) if mean > 0 else None
+        out.append(LengthGradient(
+            k=k, samples=len(v), mean_norm=float(mean), std_norm=float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            paths=paths, total=_from_log10(log_total), log10_total=log_total, share=float(sh),
+            ci=bootstrap_mean_interval(v.tolist(), confidence, seed=seed + k),
+        ))
+    longer = float(sum(sh for k, sh in zip(ks, shares, strict=True) if k > LONG_PATH))
     return GradientsResult(
-        lengths=out,
+        lengths=tuple(out),
         effective_range=(int(ks[lo]), int(ks[hi])),
         share=share,
         share_longer_than_20=longer,
         n_units=n,
+        effective_range_ci=ends,  # type: ignore[arg-type]
     )
 
 
@@ -286,4 +327,4 @@ class GradientsAnalysis(Analysis):
                 ctx.executor, data, lengths, seed=ctx.seed, batch_size=ctx.batch_size,
                 preprocessing=ctx.preprocessing, progress=advance, journal=ctx.journal,
             )
-        return summarise(ks, lengths, norms, n, share)
+        return summarise(ks, lengths, norms, n, share, confidence=ctx.confidence, seed=ctx.seed)

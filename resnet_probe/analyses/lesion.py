@@ -85,6 +85,7 @@ class LesionConfig:
     p_adjusted: float = 1.0
     significant: bool = False
     hits: str | None = None
+    n: int = 0  # images scored: the baseline's, or fewer where adaptive evaluation stopped early
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,11 @@ class LesionStudy:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LesionStudy:
         """Rebuild the nested dataclasses from their dicts."""
+        base = Baseline.from_dict(d["baseline"])
         return cls(
-            baseline=Baseline.from_dict(d["baseline"]),
+            baseline=base,
             configs=tuple(
-                LesionConfig(**{**c, "deleted": tuple(c["deleted"]), "names": tuple(c["names"]),
+                LesionConfig(**{"n": base.n, **c, "deleted": tuple(c["deleted"]), "names": tuple(c["names"]),
                                 "ci": tuple(c.get("ci", (0.0, 1.0)))})
                 for c in d["configs"]
             ),
@@ -180,7 +182,7 @@ class LesionResult(Result):
             for c in study.configs:
                 rows.append({"model": spec, "kind": "set", "k": len(c.deleted),
                              "deleted": " ".join(map(str, c.deleted)), "names": " ".join(c.names),
-                             "accuracy": c.accuracy, "correct": c.correct, "n": b.n, "loss": c.loss})
+                             "accuracy": c.accuracy, "correct": c.correct, "n": c.n, "loss": c.loss})
             for r in study.random_k:
                 rows.append({"model": spec, "kind": "random_k", "k": r.k, "deleted": f"{r.samples} random sets",
                              "names": "", "accuracy": r.mean_accuracy, "correct": None, "n": b.n, "loss": None})
@@ -359,6 +361,7 @@ def run_study(
     scores = score_resumable(
         executor, data, plans, keys, journal=ctx.journal, batch_size=ctx.batch_size,
         preprocessing=loaded.preprocessing, progress=ctx.progress, description=f"lesion {loaded.spec}",
+        stop=ctx.stopping, always=[0],
     )
     n_sets = len(plan.sets)
     base, own, rand = scores[0], scores[1 : 1 + n_sets], scores[1 + n_sets :]
@@ -368,7 +371,7 @@ def run_study(
     configs = tuple(
         LesionConfig(
             s, tuple(topology.units[i].name for i in s), sc.accuracy, sc.correct, sc.loss, interval(sc, level),
-            t.p_value, t.p_adjusted, t.significant, sc.hits,
+            t.p_value, t.p_adjusted, t.significant, sc.hits, sc.n,
         )
         for s, sc, t in zip(plan.sets, own, tests[:n_sets], strict=True)
     )

@@ -25,6 +25,7 @@ from resnet_probe.executor import Plan, validate_plan
 from resnet_probe.results import Result
 from resnet_probe.scoring import interval, paired_tests
 from resnet_probe.settings import REORDER_SAMPLES
+from resnet_probe.stats import bootstrap_mean_interval
 from resnet_probe.topology import Topology
 
 MAX_SWAPS = 10_000
@@ -45,29 +46,49 @@ class ReorderConfig:
     p_adjusted: float = 1.0  # Holm over every order of the run
     significant: bool = False
     hits: str | None = None
+    n: int = 0  # images scored: the baseline's, or fewer where adaptive evaluation stopped early
+
+
+@dataclass(frozen=True)
+class SwapsSummary:
+    """The orders made by k swaps: mean tau and accuracy, the spread over orders, a bootstrap interval of the mean.
+
+    ``significant``: how many of the orders differ from the original after Holm's adjustment.
+    """
+
+    k: int
+    orders: int
+    mean_tau: float
+    mean_accuracy: float
+    std_accuracy: float
+    ci: tuple[float, float]
+    significant: int
 
 
 @dataclass(frozen=True)
 class ReorderResult(Result):
-    """Baseline, every reordered configuration and the units (for names and stages)."""
+    """Baseline, every reordered configuration, their summary per swap count and the units."""
 
     analysis: ClassVar[str] = "reorder"
     baseline: Baseline
     configs: tuple[ReorderConfig, ...]
     units: tuple[UnitInfo, ...]
     swappable: tuple[tuple[int, ...], ...] = ()
+    per_swaps: tuple[SwapsSummary, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReorderResult:
         """Inverse of :meth:`to_dict`."""
+        base = Baseline.from_dict(d["baseline"])
         return cls(
-            baseline=Baseline.from_dict(d["baseline"]),
+            baseline=base,
             configs=tuple(
-                ReorderConfig(**{**c, "order": tuple(c["order"]), "ci": tuple(c.get("ci", (0.0, 1.0)))})
+                ReorderConfig(**{"n": base.n, **c, "order": tuple(c["order"]), "ci": tuple(c.get("ci", (0.0, 1.0)))})
                 for c in d["configs"]
             ),
             units=tuple(UnitInfo(**u) for u in d["units"]),
             swappable=tuple(tuple(g) for g in d.get("swappable", [])),
+            per_swaps=tuple(SwapsSummary(**{**k, "ci": tuple(k["ci"])}) for k in d.get("per_swaps", [])),
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -78,7 +99,7 @@ class ReorderResult(Result):
         rows = [{"swaps": 0, "order": " ".join(str(u.index) for u in self.units), "kendall_tau": 1.0,
                  "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": b.loss}]
         rows += [{"swaps": c.swaps, "order": " ".join(map(str, c.order)), "kendall_tau": c.kendall_tau,
-                  "accuracy": c.accuracy, "correct": c.correct, "n": b.n, "loss": c.loss} for c in self.configs]
+                  "accuracy": c.accuracy, "correct": c.correct, "n": c.n, "loss": c.loss} for c in self.configs]
         return pd.DataFrame(rows)
 
 
@@ -163,16 +184,33 @@ class ReorderAnalysis(Analysis):
         scores = score_resumable(
             ctx.executor, data, plans, keys, journal=ctx.journal, batch_size=ctx.batch_size,
             preprocessing=ctx.preprocessing, progress=ctx.progress, description=f"reorder {ctx.loaded.spec}",
+            stop=ctx.stopping, always=[0],
         )
         level = ctx.confidence
         tests = paired_tests(scores[0], scores[1:], level)
         configs = tuple(
             ReorderConfig(
                 k, order, order_tau(order), sc.accuracy, sc.correct, sc.loss, interval(sc, level),
-                t.p_value, t.p_adjusted, t.significant, sc.hits,
+                t.p_value, t.p_adjusted, t.significant, sc.hits, sc.n,
             )
             for (k, order), sc, t in zip(drawn, scores[1:], tests, strict=True)
         )
         return ReorderResult(
-            Baseline.of(scores[0], level), configs, unit_infos(topology), tuple(swap_groups(topology))
+            Baseline.of(scores[0], level), configs, unit_infos(topology), tuple(swap_groups(topology)),
+            summarise(configs, level, ctx.seed),
         )
+
+
+def summarise(configs: Sequence[ReorderConfig], confidence: float, seed: int) -> tuple[SwapsSummary, ...]:
+    """One :class:`SwapsSummary` per swap count; the bootstrap is seeded with ``seed + k``."""
+    out = []
+    for k in sorted({c.swaps for c in configs}):
+        group = [c for c in configs if c.swaps == k]
+        acc = np.asarray([c.accuracy for c in group], dtype=np.float64)
+        out.append(SwapsSummary(
+            k, len(group), float(np.mean([c.kendall_tau for c in group])), float(acc.mean()),
+            float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            bootstrap_mean_interval(acc.tolist(), confidence, seed=seed + k),
+            sum(c.significant for c in group),
+        ))
+    return tuple(out)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from resnet_probe.analyses.base import ProgressFactory, no_progress
 from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.journal import Journal
-from resnet_probe.scoring import Score, score_plans
+from resnet_probe.scoring import Score, Stopping, score_plans
 
 CHUNK = 16  # plans per pass over the data when journaling
 
@@ -36,10 +36,14 @@ def score_resumable(
     progress: ProgressFactory = no_progress,
     description: str = "scoring",
     chunk: int = CHUNK,
+    stop: Stopping | None = None,
+    always: Collection[int] = (),
 ) -> list[Score]:
     """The score of every plan; ``keys[i]`` (JSON-able) names plan i in the journal.
 
-    Plans with equal keys must be equal; each is scored once.
+    Plans with equal keys must be equal; each is scored once. ``stop`` and ``always`` (plan
+    indices run on every image) as in :func:`score_plans`: a plan's stop depends on its own
+    images only, so it stops at the same image in any chunk.
 
     Example:
         >>> score_resumable(ex, data, [Plan(), Plan.delete(3)], [[], [3]], journal=Journal(p, {}, True))
@@ -67,7 +71,8 @@ def score_resumable(
         for part in chunks:
             scores = score_plans(
                 executor, data, [plans[i] for i in part], batch_size=batch_size,
-                preprocessing=preprocessing, progress=advance,
+                preprocessing=preprocessing, progress=advance, stop=stop,
+                always=[j for j, i in enumerate(part) if i in always],
             )
             for i, score in zip(part, scores, strict=True):
                 found[ids[i]] = score

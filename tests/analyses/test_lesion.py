@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from resnet_probe.reports import render_report
@@ -132,7 +133,7 @@ def test_result_json_round_trip_and_seed(resnet20: LoadedModel) -> None:
     assert set(doc) >= {"baseline", "configs", "random_k", "units", "compare"}
     assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits"}
     assert set(doc["configs"][0]) == {"deleted", "names", "accuracy", "correct", "loss", "ci", "p_value",
-                                      "p_adjusted", "significant", "hits"}
+                                      "p_adjusted", "significant", "hits", "n"}
     assert set(doc["random_k"][0]) == {"k", "samples", "mean_accuracy", "std_accuracy", "ci", "accuracies",
                                        "significant"}
     assert set(doc["units"][0]) >= {"index", "name", "stage", "downsampling", "shortcut"}
@@ -252,3 +253,50 @@ def test_every_deletion_carries_its_interval_and_paired_test(resnet20: LoadedMod
     for r in result.random_k:
         assert r.ci[0] <= r.mean_accuracy <= r.ci[1] and len(r.accuracies) == 5
         assert 0.0 <= r.ci[0] and r.ci[1] <= 1.0
+
+
+def test_adaptive_evaluation_stops_each_plan_once_its_confidence_sequence_is_narrow() -> None:
+    """A stoppable copy of the unchanged model sees a prefix of the always-run one's images, and stops at
+    the first batch boundary where the confidence sequence of that prefix is within the tolerance."""
+    from resnet_probe.scoring import Stopping
+    from resnet_probe.stats import confidence_sequence, unpack_bits
+
+    lm = _loaded("resnet20", seed=3)
+    data = load_data("digits", limit=200)
+    stop = Stopping(0.2, 0.95, seed=4)
+    full, early, deleted = score_plans(
+        Executor(lm.topology, "cpu"), data, [Plan(), Plan(), Plan.delete(2)], batch_size=16, stop=stop, always=[0]
+    )
+    assert full.n == 200 and not full.stopped
+    ref = unpack_bits(full.hits, 200)
+    boundaries = range(16, 201, 16)
+    first = next(m for m in boundaries if stop.done(int(ref[:m].sum()), m))
+    assert early.n == first < 200 and early.stopped
+    np.testing.assert_array_equal(early.correct_mask, ref[:first])
+    assert deleted.n < 200 and stop.done(deleted.correct, deleted.n)
+    assert not stop.done(*(int(deleted.correct_mask[: deleted.n - 16].sum()), deleted.n - 16))
+    from resnet_probe.scoring import interval
+
+    assert interval(early, 0.95) == confidence_sequence(early.correct, early.n, 0.95)
+    # The visiting order is the seeded shuffle: other seeds visit other images first.
+    (other,) = score_plans(Executor(lm.topology, "cpu"), data, [Plan()], batch_size=16, stop=Stopping(0.2, seed=5))
+    assert other.hits != early.hits or other.n != early.n
+
+
+def test_adaptive_lesion_on_the_real_resnet20_brackets_the_full_data_accuracies(
+    fixtures_dir: Path, fixture_sweep: tuple[LesionResult, str]
+) -> None:
+    exact, _ = fixture_sweep
+    lm = load_model("zoo:resnet20", checkpoint=fixtures_dir / "resnet20-12fca82f.th")
+    data = load_data(data=fixtures_dir / "cifar10_test_first846.npz")
+    ctx = RunContext(lm, Executor(lm.topology, "cpu"), data, batch_size=64, tolerance=0.05)
+    result = LesionAnalysis().run(ctx)
+    assert (result.baseline.correct, result.baseline.n) == (776, 846)  # the reference runs on every image
+    full = {c.deleted: c.accuracy for c in exact.configs}
+    kept = [c for c in result.configs if full[c.deleted] > 0.85]
+    assert sum(c.n < 846 for c in kept) >= 0.75 * len(kept)
+    for c in result.configs:
+        assert c.ci[0] <= full[c.deleted] <= c.ci[1], c.deleted
+        assert c.n % 64 == 0 or c.n == 846
+    frame = result.to_frame()
+    assert sorted(frame["n"][frame["kind"] == "set"]) == sorted(c.n for c in result.configs)

@@ -354,3 +354,26 @@ def test_fixture_checkpoint_last_unit_amplifies_the_gradient(fixture_context: Ru
         gains.append(float((executor.routed_input_grad_norms(x, y, routes) / base).median()))
     assert gains[8] > 5  # about 9.4
     assert max(gains[:8]) < 2  # the others lie between about 0.5 and 1.6
+
+
+def test_summarise_bootstraps_each_mean_and_the_effective_range_from_the_seed() -> None:
+    """Each mean's interval is the seeded percentile bootstrap of that length's samples (recomputed here);
+    the effective range's ends get intervals that contain them, the same for the same seed."""
+    from resnet_probe.stats import bootstrap_mean_interval
+
+    rng = np.random.default_rng(0)
+    ks = tuple(range(9))
+    lengths = np.repeat(np.array(ks), 40)
+    norms = np.concatenate([rng.gamma(2.0, 0.5 ** k, size=40) for k in ks])
+    r = summarise(ks, lengths, norms, 8, 0.9, seed=7)
+    for row in r.lengths:
+        assert row.ci == bootstrap_mean_interval(norms[lengths == row.k].tolist(), 0.95, seed=7 + row.k)
+        assert row.ci[0] < row.mean_norm < row.ci[1]
+    (a_lo, a_hi), (b_lo, b_hi) = r.effective_range_ci
+    assert a_lo <= r.effective_range[0] <= a_hi and b_lo <= r.effective_range[1] <= b_hi
+    assert summarise(ks, lengths, norms, 8, 0.9, seed=7) == r
+    assert summarise(ks, lengths, norms, 8, 0.9, seed=8).lengths[0].ci != r.lengths[0].ci
+    # Resampling one value per length changes nothing: the range is then certain.
+    one = summarise((0, 1), np.array([0, 1]), np.array([1.0, 1.0]), 1, 0.9)
+    assert one.effective_range_ci == ((0, 0), (1, 1))
+    assert "ci_low" in r.to_frame().columns

@@ -97,9 +97,17 @@ def test_reorder_scores_match_direct_scores_and_round_trip(resnet20: LoadedModel
     assert all(-1.0 <= c.kendall_tau <= 1.0 for c in result.configs)
     doc = json.loads(json.dumps(result.to_dict()))
     assert set(doc["configs"][0]) == {"swaps", "order", "kendall_tau", "accuracy", "correct", "loss", "ci",
-                                      "p_value", "p_adjusted", "significant", "hits"}
+                                      "p_value", "p_adjusted", "significant", "hits", "n"}
     assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits"}
     assert ReorderResult.from_dict(doc) == result
+    from resnet_probe.stats import bootstrap_mean_interval
+
+    assert [r.k for r in result.per_swaps] == [1, 2, 3]
+    for r in result.per_swaps:
+        acc = [c.accuracy for c in result.configs if c.swaps == r.k]
+        assert r.orders == 3 and r.mean_accuracy == pytest.approx(sum(acc) / 3)
+        assert r.ci == bootstrap_mean_interval(acc, 0.95, seed=2 + r.k)
+        assert r.significant == sum(c.significant for c in result.configs if c.swaps == r.k)
     again = ReorderAnalysis().run(_ctx(resnet20, seed=2), swaps="1:3", samples=3)
     assert json.dumps(again.to_dict()) == json.dumps(result.to_dict())
     other = ReorderAnalysis().run(_ctx(resnet20, seed=3), swaps="1:3", samples=3)
@@ -121,3 +129,14 @@ def test_reorder_report_reads_the_trend(resnet20: LoadedModel) -> None:
     assert html.count("<svg") == 2
     assert "the downsampling units 3 (layer2.0), 6 (layer3.0) stay where they are" in html
     assert "zoo:resnet20 reaches" in html and "Kendall τ" in html
+
+
+def test_reorder_per_swaps_band_needs_five_orders_and_reading_gives_the_sample_size(resnet20: LoadedModel) -> None:
+    few = ReorderAnalysis().run(_ctx(resnet20), swaps="1:2", samples=2)
+    many = ReorderAnalysis().run(_ctx(resnet20), swaps="1:2", samples=5)
+    for result, bands in ((few, 0), (many, 1)):
+        record = RunRecord("reorder", {"spec": "zoo:resnet20"}, None, 0, "cpu", result.to_dict())
+        html = render_report(record, result)
+        assert html.count("95 % bootstrap interval of the mean") == bands  # the legend entry of the band
+        assert f"Sample size: with 16 images and {len(result.configs)} paired tests" in html
+        assert "reordered networks differ significantly from the original order" in html

@@ -63,3 +63,21 @@ def test_report_rerenders_from_results_json(capsys, tmp_path: Path) -> None:
     r = run_cli(capsys, "report", out / "results.json", "--title", "Re-rendered")
     assert r.code == 0, r.err
     assert "<title>Re-rendered</title>" in (out / "report.html").read_text()
+
+
+def test_eval_with_a_tolerance_stops_early_and_says_what_it_saved(capsys, tmp_path: Path) -> None:
+    from resnet_probe.stats import confidence_sequence
+
+    out = tmp_path / "run"
+    r = run_cli(capsys, "eval", "--model", "resnet20", "--dataset", "cifar10-sample", "--tolerance", "0.05",
+                "--batch-size", "100", "--device", "cpu", "--out", out)
+    assert r.code == 0, r.err
+    doc = json.loads((out / "results.json").read_text())
+    res = doc["result"]
+    assert doc["extra"]["tolerance"] == 0.05
+    lo, hi = confidence_sequence(res["correct"], res["n"], 0.95)
+    assert res["n"] in range(100, 846, 100) and (hi - lo) / 2 <= 0.05
+    assert tuple(res["ci"]) == (lo, hi) and lo <= 776 / 846 <= hi  # the exact accuracy on all 846
+    assert "Adaptive evaluation (--tolerance 0.05): 1 of 1 configurations stopped" in " ".join(r.out.split())
+    r = run_cli(capsys, "eval", "--model", "resnet20", "--dataset", "cifar10-sample", "--tolerance", "0.7")
+    assert r.code == 2 and "--tolerance" in r.err and len(r.err.strip().splitlines()) == 1

@@ -105,3 +105,29 @@ def test_lesion_runs_as_a_plugin(capsys, tmp_path: Path) -> None:
     res = json.loads((out / "results.json").read_text())["result"]
     assert [c["names"] for c in res["configs"]] == [["layer2.0"]]
     assert "half of its output channels zero" in r.out.replace("\n", " ")
+
+
+def test_a_model_missing_on_digits_is_trained_first_unless_no_train(capsys, tmp_path: Path, monkeypatch) -> None:
+    from resnet_probe.models import cache
+    from resnet_probe.training import recipe
+
+    monkeypatch.setenv("RESNET_PROBE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(recipe, "DIGITS_EPOCHS", 1)  # the mechanics, not the accuracy
+    small = ("--limit", "24", "--device", "cpu", "--batch-size", "8")
+    r = run_cli(capsys, "lesion", "--model", "resnet20", "--delete", "3", *small, "--no-train", "--out", tmp_path / "a")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1
+    assert "no trained or published weights for zoo:resnet20 on digits" in r.err
+    assert not (tmp_path / "a").exists() and cache.find_trained("resnet20", "digits") is None
+
+    r = run_cli(capsys, "lesion", "--model", "resnet20", "--delete", "3", *small, "--out", tmp_path / "b")
+    assert r.code == 0, r.err
+    assert "training 1 model(s) on digits first (no cached checkpoint; --no-train refuses): resnet20" in " ".join(r.out.split())
+    ckpt = cache.find_trained("resnet20", "digits")
+    doc = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert ckpt is not None and doc["model"]["checkpoint"] == str(ckpt) and doc["model"]["weights"] == "cache"
+    assert [c["deleted"] for c in doc["result"]["configs"]] == [[3]]
+
+    r = run_cli(capsys, "lesion", "--model", "resnet20", "--delete", "3", *small, "--out", tmp_path / "c")
+    assert r.code == 0 and "training" not in r.out  # the cached one is used
+    again = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert again["result"] == doc["result"]

@@ -31,12 +31,13 @@ def test_command_receives_the_values_given(capsys: pytest.CaptureFixture[str], m
 
     monkeypatch.setattr("resnet_probe.runner.run_analysis", fake_run)
     run_cli(capsys, "gradients", "-m", "resnet20", "--samples", "3", "--workers", "2", "--compile", "--limit", "9",
-            "--out", tmp_path / "g")
-    run_cli(capsys, "gradients", "-m", "resnet20", "--channels-last")
-    run_cli(capsys, "gradients", "-m", "resnet20", "--no-channels-last")
+            "--out", tmp_path / "g", "--no-train")
+    run_cli(capsys, "gradients", "-m", "resnet20", "--channels-last", "--random-init")
+    run_cli(capsys, "gradients", "-m", "resnet20", "--no-channels-last", "--random-init")
     settings, on, off = seen
     assert (settings.model, settings.workers, settings.compile, settings.limit) == ("resnet20", 2, True, 9)
     assert (settings.channels_last, on.channels_last, off.channels_last) == (None, True, False)
+    assert (settings.train_missing, on.train_missing) == (False, True)
     assert settings.batch_size == 128 and settings.out == tmp_path / "g"  # the command's own default batch
 
 
@@ -45,3 +46,12 @@ def test_unknown_omission_refused() -> None:
         o.with_common(omit=("model",))
     with pytest.raises(ValueError):
         o.with_common(omit=("nonsense",))
+
+
+def test_flags_show_no_value_placeholder_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from resnet_probe.cli.app import COMMANDS
+
+    for command in [None, *COMMANDS, "eval", "std-report", "train-report"]:
+        text = run_cli(capsys, *([command] if command else []), "--help").out
+        assert "--help" in text and "<bool>" not in text, command
+    assert "<int>" in run_cli(capsys, "lesion", "--help").out  # options that take a value still show its type
