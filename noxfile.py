@@ -51,7 +51,8 @@ def network(session: nox.Session) -> None:
 
 @nox.session(venv_params=VENV, default=False)
 def bench(session: nox.Session) -> None:
-    """Every benchmark at a small CPU size: naive time, ours, ratio, peak memory (one thread)."""
+    """Every benchmark at a small CPU size: naive time, ours, ratio, bound, peak memory, GFLOP/s (one thread);
+    then the whole-process lesion sweep of the shipped ResNet-20 against the plain PyTorch loop (all threads)."""
     _install(session)
     env = {"OMP_NUM_THREADS": "1"}
     cpu = ["--device", "cpu", "--threads", "1", *session.posargs]
@@ -68,6 +69,7 @@ def bench(session: nox.Session) -> None:
         "--grad-batch-size", "128", "--random-k", "1:5", "--random-k-samples", "4", "--swaps", "1:5",
         "--swap-samples", "4", "--grad-samples", "20", *cpu, env=env,
     )
+    session.run("python", "benchmarks/cli_vs_loop.py", "--model", "resnet20")
 
 
 @nox.session(venv_params=VENV)
@@ -86,10 +88,13 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(venv_params=VENV, default=False)
 def browser(session: nox.Session) -> None:
-    """Render a sample lesion report in headless Chromium: screenshot, console errors, figure sizes."""
+    """A sample lesion report and the demo's index in headless Chromium: screenshots, console errors, sizes, links."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         session.error("needs Chromium: apt-get install -y chromium (Debian's package)")
     _install(session)
     out = Path(session.create_tmp()) / "browser"
-    session.run("python", "tests/browser/check_report.py", "--out", str(out), "--chromium", chromium, *session.posargs)
+    session.run(
+        "python", "tests/browser/check_report.py", "--out", str(out), "--chromium", chromium, "--index",
+        *session.posargs,
+    )

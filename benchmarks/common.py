@@ -160,12 +160,26 @@ def interleaved(methods: dict[str, Callable[[], Any]], device: torch.device, rou
     return timings
 
 
-def print_table(timings: dict[str, Timing], naive: str, ours: Sequence[str], unit: str = "s") -> None:
-    """One row per method (best, median, peak MiB), then each of ``ours`` as a ratio against ``naive``."""
+def counted_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs torch runs in one call of ``fn`` (``torch.utils.flop_counter``: convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def print_table(
+    timings: dict[str, Timing], naive: str, ours: Sequence[str], unit: str = "s", flops: dict[str, float] | None = None
+) -> None:
+    """One row per method (best, median, peak MiB, GFLOP/s where ``flops`` gives each method's total), then
+    each of ``ours`` as a ratio against ``naive``."""
     width = max(len(name) for name in timings)
-    print(f"  {'':{width}s} {'best ' + unit:>10s} {'median ' + unit:>10s} {'peak MiB':>9s}")
+    rate = f" {'GFLOP/s':>8s}" if flops else ""
+    print(f"  {'':{width}s} {'best ' + unit:>10s} {'median ' + unit:>10s} {'peak MiB':>9s}{rate}")
     for name, t in timings.items():
-        print(f"  {name:{width}s} {t.best:10.3f} {t.median:10.3f} {t.peak / MiB:9.1f}")
+        achieved = f" {flops[name] / t.best / 1e9:8.1f}" if flops else ""
+        print(f"  {name:{width}s} {t.best:10.3f} {t.median:10.3f} {t.peak / MiB:9.1f}{achieved}")
     for name in ours:
         n, o = timings[naive], timings[name]
         print(f"  speed-up of {name} over {naive}: {n.best / o.best:.2f}x (median {n.median / o.median:.2f}x)")
@@ -253,7 +267,13 @@ def compare_plans(
         methods[f"ours, stacked x{also_stack}"] = naive_and_ours(stacked, batches, plans)["ours"]
     timings = interleaved(methods, device, rounds)
     names = list(methods)
-    print_table(timings, names[0], names[1:])
+    # FLOPs of each way, counted on one image and scaled: the work is linear in the batch.
+    one = [batches[0][:1]]
+    per_image = {"naive": counted_flops(naive_and_ours(executor, one, plans)["naive"]),
+                 "ours": counted_flops(naive_and_ours(executor, one, plans)["ours"])}
+    images = sum(len(b) for b in batches)
+    flops = {name: images * per_image["naive" if name == names[0] else "ours"] for name in names}
+    print_table(timings, names[0], names[1:], flops=flops)
     naive_units, shared_units = trie_work(plans, executor.n_units)
     print(f"  residual branches run: naive {naive_units}, shared {shared_units} "
           f"({naive_units / shared_units:.2f}x fewer: the bound when they are the whole cost)")

@@ -17,7 +17,17 @@ import sys
 from typing import Any
 
 import torch
-from common import MiB, add_device_args, batches_of, describe, executor_options, measure, setup, sync
+from common import (
+    MiB,
+    add_device_args,
+    batches_of,
+    counted_flops,
+    describe,
+    executor_options,
+    measure,
+    setup,
+    sync,
+)
 
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.models.load import load_model
@@ -45,7 +55,13 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         return [ex.run_plans(x, plans, keep) for x in batches]
 
     m = measure(sweep, device)
+    one = [batches[0][:1]]
+    if mode == "naive":
+        flops = counted_flops(lambda: [ex.run_plans(x, [p], keep) for x in one for p in plans])
+    else:
+        flops = counted_flops(lambda: [ex.run_plans(x, plans, keep) for x in one])
     return {
+        "flops": flops * args.batch * args.batches,
         "seconds": m.seconds, "peak": m.peak, "plans": len(plans), "units": ex.n_units,
         "describe": describe(device), "device": str(device),
         # numpy, not tensors: a tensor crosses processes as a shared-memory handle that dies
@@ -94,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     labels = {"naive": "naive  (one full forward per configuration)", "prefix": "prefix (executor, shared prefixes)"}
     for mode in modes:
         label = labels.get(mode, f"prefix, {mode}")
-        print(f"{label:45s}: {runs[mode]['seconds']:8.2f} s   {what} {runs[mode]['peak'] / MiB:8.1f} MiB")
+        rate = runs[mode]["flops"] / runs[mode]["seconds"] / 1e9
+        print(f"{label:45s}: {runs[mode]['seconds']:8.2f} s   {what} {runs[mode]['peak'] / MiB:8.1f} MiB   "
+              f"{rate:7.1f} GFLOP/s")
     n = naive["units"]
     # Residual branches run: naive n (baseline) + n (n - 1); shared: n + (n - 1) + ... + 0.
     ideal = (n * n) / (n + n * (n - 1) / 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -13,6 +15,7 @@ from resnet_probe.cli.demo import demo
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from resnet_probe.bounds import describe
 from resnet_probe.errors import ProbeError
 
 
@@ -68,11 +71,27 @@ for alias, name in (("eval", "evaluate"), ("std-report", "response-std"), ("trai
 # typer >= 0.2x vendors click: its usage errors derive from typer.TyperException, not click's.
 _USAGE_ERRORS = tuple({click.ClickException, getattr(typer, "TyperException", click.ClickException)})
 _ABORTS = tuple({click.Abort, typer.Abort, KeyboardInterrupt})
+# typer's own words when a number misses its option's min/max
+_OUT_OF_RANGE = re.compile(r"(greater|less) than or equal to")
+
+
+class _StderrLines(logging.Handler):
+    """The library's warnings (a stale run lock taken over, ...) as plain lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(Text(record.getMessage()), soft_wrap=True)
+
+
+def _show_library_warnings() -> None:
+    library = logging.getLogger("resnet_probe")
+    if not any(isinstance(h, _StderrLines) for h in library.handlers):
+        library.addHandler(_StderrLines(logging.WARNING))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     args = list(argv) if argv is not None else sys.argv[1:]
+    _show_library_warnings()
     try:
         code = app(args=args, prog_name="resnet-probe", standalone_mode=False)
     except ProbeError as exc:
@@ -97,11 +116,15 @@ def _error(message: str) -> None:
 
 
 def _usage_line(exc: Exception, args: list[str]) -> str:
-    """A click usage error as one line: the message, the value given, where help is."""
+    """A click usage error as one line: the message, the value given (and the range it missed), where help is."""
     message = " ".join(str(exc.format_message()).split()).rstrip(".")  # type: ignore[attr-defined]
-    opts = getattr(getattr(exc, "param", None), "opts", None) or []
+    param = getattr(exc, "param", None)
+    opts = getattr(param, "opts", None) or []
     given = next((v for v in (_value_after(args, o) for o in opts) if v is not None), None)
-    if given is not None and repr(given) not in message:
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if given is not None and (low, high) != (None, None) and _OUT_OF_RANGE.search(message):
+        message = f"Invalid value for {opts[0]!r}: {given} is outside {describe(low, high)}"
+    elif given is not None and repr(given) not in message:
         message += f" (got {given!r})"
     ctx = getattr(exc, "ctx", None)
     if ctx is not None:

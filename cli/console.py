@@ -37,13 +37,14 @@ def run_command(
     """Run the analysis called ``name`` into its run directory with a progress bar; say where it went."""
     from resnet_probe.cli.training import train_missing
 
-    from resnet_probe import distributed
+    from resnet_probe import distributed, preload
     from resnet_probe.plugins import get_analysis
     from resnet_probe.runner import run_analysis
 
     analysis = get_analysis(name)()
     if analysis.needs_weights:
         train_missing(settings, compare)
+    preload.start()
     out_dir, record, result = run_analysis(analysis, settings, options, compare=compare, progress=rich_progress)
     if distributed.is_main():
         out.print(f"wrote {out_dir / 'report.html'}, results.json, results.csv and figures/")

@@ -94,7 +94,7 @@ def demo(
             "heading": study.heading,
             "finding": reading[0] if reading else "",
             "seconds": record.wall_time_s,
-            "data": _data_text(record),
+            "data": _data_text(record, study),
         })
         if reading:
             out.print(reading[0], markup=False)
@@ -109,8 +109,10 @@ def write_index(path: Path, entries: list[dict[str, Any]], seconds: float) -> No
     atomic_write_text(path, render_index(entries, seconds))
 
 
-def _data_text(record: RunRecord) -> str:
+def _data_text(record: RunRecord, study: Study) -> str:
     """Which data a study used, for the index: its name and image count."""
+    if study.analysis == "train-curves":
+        return f"{study.dataset}: the training histories of the nets trained for this demo"
     if record.data is None:
         return "no data (the model's structure only)"
     return f"{record.data.get('dataset')}: {record.data.get('n')} images"

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional, get_args, get_origin
 
 import typer
 
+from resnet_probe.bounds import MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SEED, MAX_WORKERS
 from resnet_probe.settings import BATCH_SIZE, CONFIDENCE, RunSettings
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Model: resnet110, zoo:resnet56, tv:resnet50, timm:resnet50.a1_in1k.")]
 Checkpoint = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights file (our format, state_dict, safetensors, akamaster).")]
 Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help="cifar10 | cifar10-sample (846 real test images, shipped) | cifar100 | imagenet | digits (default: digits, embedded, offline).")]
 Data = Annotated[Optional[Path], typer.Option("--data", help="CIFAR root, ImageFolder, or .npz with images (N,H,W,3) uint8 and labels.")]
-Limit = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N images (read no further).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per batch.")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for every random choice (what numpy and torch both take).")
+]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for report.html and results.json (default: a new one under ./probe-reports/).")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite a report already in --out.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its progress.jsonl.")]
@@ -29,7 +33,12 @@ Pretrained = Annotated[bool, typer.Option("--pretrained", help="Download the sou
 Download = Annotated[bool, typer.Option("--download", help="Download the data set through torchvision if missing.")]
 Precision = Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 (autocast; fp32 default).")]
 Split = Annotated[str, typer.Option("--split", help="Data split: test | train.")]
-Workers = Annotated[int, typer.Option("--workers", help="Processes decoding an image folder (ImageNet) in parallel; 0: none.")]
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers", min=0, max=MAX_WORKERS, help="Processes decoding an image folder (ImageNet) in parallel; 0: none."
+    ),
+]
 ChannelsLast = Annotated[
     Optional[bool],
     typer.Option(
@@ -89,6 +98,24 @@ def _shared(
 SHARED = {name: p for name, p in inspect.signature(_shared, eval_str=True).parameters.items()}
 assert set(SHARED) == {f.name for f in fields(RunSettings)}
 
+#: bounds of the options a command declares itself, by parameter name: ``--samples`` of lesion,
+#: reorder and gradients (random sets per k, orders per k, paths per length) like reorder's --swaps
+OWN_BOUNDS: dict[str, tuple[int, int]] = {"samples": (1, MAX_SAMPLES)}
+
+
+def _bounded(param: inspect.Parameter) -> inspect.Parameter:
+    """``param`` with the range :data:`OWN_BOUNDS` gives its name, unless the command set one itself."""
+    bounds = OWN_BOUNDS.get(param.name)
+    if bounds is None or get_origin(param.annotation) is not Annotated:
+        return param
+    base, *extras = get_args(param.annotation)
+    infos = [e for e in extras if isinstance(e, typer.models.OptionInfo)]
+    if len(infos) != 1 or infos[0].min is not None or infos[0].max is not None:
+        return param
+    info = copy.copy(infos[0])
+    info.min, info.max = bounds
+    return param.replace(annotation=Annotated[base, info])
+
 
 def with_common(
     *, batch_size: int = BATCH_SIZE, omit: tuple[str, ...] = ()
@@ -104,7 +131,9 @@ def with_common(
         raise ValueError(f"cannot omit {sorted(unknown) or ['model']}")
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "settings"]
+        own = [
+            _bounded(p) for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "settings"
+        ]
         shared = [
             p.replace(default=batch_size) if name == "batch_size" else p
             for name, p in SHARED.items()

@@ -107,6 +107,8 @@ def _meta_rows(record: RunRecord) -> list[tuple[str, Any]]:
         ("weights", model.get("weights")),
         ("checkpoint", model.get("checkpoint")),
         ("checkpoint sha256", model.get("checkpoint_sha256")),
+        ("checkpoint format", model.get("checkpoint_format")),
+        ("preprocessing", preprocessing_text(model.get("preprocessing"))),
         ("dataset", data.get("dataset")),
         ("images", data.get("n")),
         ("seed", record.seed),
@@ -115,6 +117,25 @@ def _meta_rows(record: RunRecord) -> list[tuple[str, Any]]:
         ("versions", ", ".join(f"{k} {v}" for k, v in record.versions.items())),
     ]
     return [(k, v) for k, v in rows if v not in (None, "")]
+
+
+def preprocessing_text(prep: dict[str, Any] | None) -> str | None:
+    """The preprocessing of a run in one line: statistics, sizes, and where they came from."""
+    if not prep:
+        return None
+
+    def numbers(values: list[float]) -> str:
+        return ", ".join(f"{v:.4g}" for v in values)
+
+    parts = [f"mean ({numbers(prep.get('mean', []))})", f"std ({numbers(prep.get('std', []))})"]
+    if prep.get("resize"):
+        parts.append(f"resize {prep['resize']}")
+    if prep.get("crop"):
+        parts.append(f"centre crop {prep['crop']}")
+    if not prep.get("resize") and not prep.get("crop"):
+        parts.append("native size")
+    origin = prep.get("from") or prep.get("source")
+    return ", ".join(parts) + (f"; from {origin}" if origin else "")
 
 
 def render_index(entries: list[dict[str, Any]], seconds: float) -> str:

@@ -303,10 +303,22 @@ class Executor:
         ``routes`` is a (batch, n_units) 0/1 tensor: 1 lets sample b's gradient through the
         residual branch of unit i only, 0 through its shortcut only. ``detach`` does not
         change forward values, so the logits equal the unchanged model's; only the backward
-        pass is routed. Needs eval-mode BN so that samples stay independent.
+        pass is routed. Needs eval-mode BN so that samples stay independent. The routed terms
+        meet in the unit's own merge, so a concatenating unit (a DenseNet layer) routes too: its
+        passed-on features carry the gradient on route 0, its new features on route 1. A unit
+        with its own wiring (an OSA module, whose paths pass 0..L convs) has no such pair: a
+        PlanError says so before anything runs.
         """
         if routes.shape != (x.shape[0], self.n_units):
             raise PlanError(f"routes must have shape (batch, {self.n_units}), got {tuple(routes.shape)}")
+        wired = next((u for u in self.topology.units if u.wiring), None)
+        if wired is not None:
+            longest = sum(e.length for e in wired.wiring)
+            raise PlanError(
+                f"path gradients cannot route through {wired.name} ({self.topology.family}): a route takes each "
+                f"unit's shortcut or its residual branch, and this unit's paths pass 0 to {longest} residual "
+                "layers of one chain, so a route's path length is undefined"
+            )
         h = self.topology.stem(self._input(x))
         for pos, unit in enumerate(self.topology.units):
             transition = self.topology.transitions.get(pos)
@@ -314,11 +326,11 @@ class Executor:
                 h = transition(h)
             f = unit.residual(h)
             if unit.shortcut is None:
-                h = unit.post(f)
+                h = unit.merge(None, f)
                 continue
             s = unit.shortcut(h)
             a = routes[:, pos].to(f.dtype).reshape(-1, *([1] * (f.dim() - 1)))
-            h = unit.post(a * f + (1 - a) * f.detach() + (1 - a) * s + a * s.detach())
+            h = unit.merge((1 - a) * s + a * s.detach(), a * f + (1 - a) * f.detach())
         return self.topology.head(h)
 
     def routed_input_grad_norms(self, x: Tensor, y: Tensor, routes: Tensor) -> Tensor:

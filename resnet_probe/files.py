@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -59,14 +60,39 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a results.json; a missing or malformed file is a user error."""
+def _no_constant(token: str) -> float:
+    raise ValueError(f"{token} is not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows a float")
+    return value
+
+
+def loads_finite(text: str) -> Any:
+    """JSON as the tool writes it: no NaN, no Infinity, no number that overflows a float (ValueError)."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a results.json; a missing, malformed or non-finite file is a user error."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory; expected a results.json file")
+    try:
+        doc = loads_finite(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OutputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise OutputError(f"{path}: not UTF-8 text (byte {exc.start}); expected a results.json") from None
     except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: not a readable JSON file ({exc})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OutputError(f"{path}: not a readable JSON file of finite numbers ({first})") from None
     if not isinstance(doc, dict):
-        raise OutputError(f"{path}: not a resnet-probe results.json")
+        raise OutputError(f"{path}: not a resnet-probe results.json (a JSON {type(doc).__name__}, not an object)")
     return doc

@@ -8,9 +8,14 @@ dict. Files are written to a temporary name and renamed, so nothing is ever writ
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import platform
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from resnet_probe.errors import OutputError
 
@@ -52,11 +57,12 @@ class Result:
 
     def save(self, out_dir: str | Path, *, force: bool = False) -> Path:
         """Write results.json, results.csv, report.html and figures/ into ``out_dir``, as the CLI does."""
-        from resnet_probe.rundir import run_directory, write_run
+        from resnet_probe.rundir import claim_run_directory, write_run
 
         record = self._record()
-        target = run_directory(Path(out_dir), record.analysis, str(record.model.get("spec", "")), force)
-        write_run(target, record, self)
+        spec = str(record.model.get("spec", ""))
+        with claim_run_directory(Path(out_dir), record.analysis, spec, force) as target:
+            write_run(target, record, self)
         return target
 
     def _repr_html_(self) -> str:
@@ -101,14 +107,175 @@ class RunRecord:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
-        """Read a results.json document back."""
-        names = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, d: dict[str, Any], where: str = "results.json") -> RunRecord:
+        """Read a results.json document back; wrong types or ranges are an :class:`OutputError` naming the field."""
         missing = {"analysis", "model", "result"} - set(d)
         if missing:
-            raise OutputError(f"not a resnet-probe results.json: missing {', '.join(sorted(missing))}")
+            raise OutputError(f"{where}: not a resnet-probe results.json: missing {', '.join(sorted(missing))}")
+        try:
+            _RecordDoc.model_validate(d, strict=True)
+        except ValidationError as exc:
+            raise OutputError(f"{where}: {_first_error(exc)}") from None
+        names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names} | {"seed": d.get("seed", 0),
                    "device": d.get("device", "cpu"), "data": d.get("data")})
+
+
+def read_result(result_type: type[R], record: RunRecord, where: str = "results.json") -> R:
+    """The result a results.json holds, checked: the analysis' own ``from_dict``, then types and ranges.
+
+    Types are checked on what ``from_dict`` built (so defaults it fills in for older files
+    count), against the result dataclass's annotations; a null where a number belongs is a
+    NaN the writer could not store in JSON.
+    """
+    try:
+        result = result_type.from_dict(record.result)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise OutputError(f"{where}: 'result' is not a {record.analysis} result ({_why(exc)})") from None
+    if not isinstance(result, result_type):
+        raise OutputError(f"{where}: 'result' is not a {record.analysis} result")
+    try:
+        checked = _validated(result_type, result.to_dict())
+    except ValidationError as exc:
+        raise OutputError(f"{where}: result.{_describe(exc.errors()[0])}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise OutputError(f"{where}: 'result' is not a {record.analysis} result ({_why(exc)})") from None
+    problem = _non_finite(dataclasses.asdict(checked)) or out_of_range(record.result)
+    if problem is not None:
+        raise OutputError(f"{where}: result.{problem}")
+    return dataclasses.replace(result, run=record)
+
+
+def _validated(result_type: type[R], doc: dict[str, Any]) -> R:
+    """``doc`` as ``result_type`` by its annotations (strict: no string for a number); ValidationError if not.
+
+    A null where a float belongs is a NaN the writer could not store in JSON: it passes.
+    """
+    adapter = TypeAdapter(result_type)
+    try:
+        return adapter.validate_json(json.dumps(doc), strict=True)
+    except ValidationError as exc:
+        if any(not (e["type"] == "float_type" and e.get("input") is None) for e in exc.errors()):
+            raise
+        for e in exc.errors():
+            *parents, last = e["loc"]
+            node: Any = doc
+            for part in parents:
+                node = node[part]
+            node[last] = 0.0
+        return adapter.validate_json(json.dumps(doc), strict=True)
+
+
+def _non_finite(doc: Any, where: str = "") -> str | None:
+    """The first float of ``doc`` that is infinite (a number too large for a float), or None."""
+    if isinstance(doc, float) and not math.isfinite(doc):
+        return f"{where} overflows a float; expected a finite number"
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
+
+
+def out_of_range(doc: Any, where: str = "") -> str | None:
+    """The first number of a result that cannot be: an accuracy outside [0, 1], or more correct than images.
+
+    Every key named ``accuracy``, ``*_accuracy`` or ``accuracies`` holds fractions, and a
+    dict with ``correct`` and ``n`` counts images (``0 <= correct <= n``).
+    """
+    if isinstance(doc, dict):
+        correct, n = doc.get("correct"), doc.get("n")
+        if isinstance(correct, int) and isinstance(n, int) and not 0 <= correct <= n:
+            return f"{where + '.' if where else ''}correct = {correct} of n = {n}; allowed 0 <= correct <= n"
+        for key, value in doc.items():
+            at = f"{where}.{key}" if where else str(key)
+            if _ACCURACY.fullmatch(str(key)):
+                for i, v in enumerate(value if isinstance(value, list) else [value]):
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= 1:
+                        return f"{at}{f'[{i}]' if isinstance(value, list) else ''} = {v}; an accuracy lies in [0, 1]"
+            found = out_of_range(value, at)
+            if found is not None:
+                return found
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            found = out_of_range(value, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+_OBJECT = re.compile(r"a valid dictionary( or instance of \w+)?")
+_ACCURACY = re.compile(r"accuracy|\w+_accuracy|accuracies")
+
+
+def _why(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+
+
+def _describe(error: Any) -> str:
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+    shown = repr(error.get("input"))
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    message = _OBJECT.sub("a JSON object", error["msg"].removeprefix("Value error, "))
+    return f"{where} is {shown}: {message}"
+
+
+def _first_error(exc: ValidationError) -> str:
+    return _describe(exc.errors()[0])
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+
+class _PreprocessingBlock(_Block):
+    mean: list[float]
+    std: list[Annotated[float, Field(gt=0)]]
+    input_size: int | None = Field(default=None, ge=1)
+    resize: int | None = Field(default=None, ge=1)
+    crop: int | None = Field(default=None, ge=1)
+    source: str = "dataset"
+
+
+class _ModelBlock(_Block):
+    spec: str
+    family: str | None = None
+    units: int = Field(default=0, ge=0)
+    params: int = Field(default=0, ge=0)
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    weights: str | None = None
+    preprocessing: _PreprocessingBlock | None = None
+
+
+class _DataBlock(_Block):
+    dataset: str | None = None
+    split: str | None = None
+    n: int = Field(default=0, ge=0)
+    num_classes: int = Field(default=0, ge=0)
+    path: str | None = None
+
+
+class _ExtraBlock(_Block):
+    notes: list[str] = []
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    tolerance: float | None = Field(default=None, gt=0, lt=0.5)
+
+
+class _RecordDoc(_Block):
+    analysis: str
+    model: _ModelBlock
+    data: _DataBlock | None = None
+    seed: int = Field(default=0, ge=0)
+    device: str = "cpu"
+    result: dict[str, Any]
+    wall_time_s: float = Field(default=0.0, ge=0)
+    title: str | None = None
+    options: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+    extra: _ExtraBlock = _ExtraBlock()
 
 
 def versions() -> dict[str, str]:

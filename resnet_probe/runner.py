@@ -8,6 +8,7 @@ results.csv + report.html + figures/. The Python API (``resnet_probe.api``) call
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,16 +17,19 @@ from typing import Any, Sequence
 import torch
 
 from resnet_probe import distributed
+from resnet_probe.adapters import build_topology
 from resnet_probe.analyses.base import Analysis, ProgressFactory, RunContext, no_progress
-from resnet_probe.data import DataSource, load_data
+from resnet_probe.bounds import MAX_SEED, describe
+from resnet_probe.data import DataSource, FolderSource, load_data
 from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
-from resnet_probe.journal import Journal
+from resnet_probe.inference import fold_batchnorm, prefers_channels_last
+from resnet_probe.journal import Journal, item_schema
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.spec import parse, parse_with_checkpoint
 from resnet_probe.results import Result, RunRecord
-from resnet_probe.rundir import JOURNAL, jsonable, run_directory, write_run
+from resnet_probe.rundir import JOURNAL, claim_run_directory, jsonable, write_run
 from resnet_probe.settings import RunSettings
 
 
@@ -58,22 +62,49 @@ def open_model(
     return loaded
 
 
-def make_executor(loaded: LoadedModel, device: torch.device, settings: RunSettings) -> Executor:
-    """The executor of one model with the speed options the settings chose.
+def make_executor(loaded: LoadedModel, device: torch.device, settings: RunSettings, *, fold: bool = True) -> Executor:
+    """The executor of one model the runner loaded, on the fastest exact fp32 path the device has.
 
-    The model moves to ``device``: call this on models the runner loaded itself, never on
-    one a user holds (the API leaves those where they are).
+    It runs a private copy (the loaded model stays as loaded: its parameter count and any hook
+    on it keep their meaning), with every BatchNorm after a convolution folded into it unless
+    ``fold`` is False (analyses that capture BN outputs) and NHWC where the device prefers it,
+    unless ``settings.channels_last`` says otherwise. Predictions equal the plain model's up to
+    float rounding (tests/test_inference.py).
     """
-    loaded.model.to(device)
+    model = copy.deepcopy(loaded.model).to(device).eval()
+    if fold:
+        fold_batchnorm(model)
+    channels_last = prefers_channels_last(device) if settings.channels_last is None else settings.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return Executor(
-        loaded.topology, device, settings.precision, compile=settings.compile, channels_last=settings.channels_last
+        build_topology(model), device, settings.precision, compile=settings.compile, channels_last=channels_last
     )
 
 
+def preprocessing_record(loaded: LoadedModel, data: DataSource | None) -> dict[str, Any] | None:
+    """What the run did to every image before ``loaded`` saw it, and where that came from (results.json)."""
+    prep = loaded.preprocessing or (data.default_preprocessing if data is not None else None)
+    if prep is None:
+        return None
+    resize, crop = data.sizes(prep) if isinstance(data, FolderSource) else (prep.input_size, None)
+    meta = loaded.metadata
+    origin = {
+        "weights": f"the published-weights table ({meta.get('source') or meta.get('published_weights')})",
+        "checkpoint": f"the checkpoint ({meta.get('checkpoint_format')} format)",
+        "dataset": f"the data set {data.name}" if data is not None else "the data set",
+    }.get(prep.source, f"the {prep.source} pretrained configuration")
+    if prep.source == "weights" and meta.get("weights") in ("checkpoint", "cache"):
+        fmt, name = meta.get("checkpoint_format"), Path(str(loaded.checkpoint)).name
+        origin += f", the weights recognised in {fmt} file {name}"
+    return {"mean": list(prep.mean), "std": list(prep.std), "input_size": prep.input_size, "resize": resize,
+            "crop": crop, "source": prep.source, "from": origin}
+
+
 def check_seed(seed: object) -> int:
-    """A whole-number seed >= 0."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ProbeError(f"--seed {seed!r}: must be a whole number >= 0")
+    """A whole-number seed in 0..MAX_SEED (what numpy and torch both take)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ProbeError(f"--seed {seed!r}: must be a whole number with {describe(0, MAX_SEED)}")
     return seed
 
 
@@ -108,7 +139,12 @@ def execute(
     stored = jsonable(options) | ({"compare": list(compare_names)} if compare_names else {})
     record = RunRecord(
         analysis=analysis.name,
-        model=loaded.describe() | {"weights": loaded.metadata.get("weights")},
+        model=loaded.describe()
+        | {
+            "weights": loaded.metadata.get("weights"),
+            "checkpoint_format": loaded.metadata.get("checkpoint_format"),
+            "preprocessing": preprocessing_record(loaded, data),
+        },
         data=data.describe() if data is not None else None,
         seed=settings.seed,
         device=str(executor.device),
@@ -130,13 +166,31 @@ def run_analysis(
     compare: Sequence[str] = (),
     progress: ProgressFactory = no_progress,
 ) -> tuple[Path, RunRecord, Result]:
-    """Run one analysis end to end into its run directory; returns the directory, record and result."""
+    """Run one analysis end to end into its run directory; returns the directory, record and result.
+
+    The directory is locked from before the first check of its contents until the run ends
+    (:func:`resnet_probe.rundir.claim_run_directory`): a second run into it is refused at once.
+    """
     started = time.perf_counter()
     check_seed(settings.seed)
     distributed.init_from_env()
-    out_dir = run_directory(settings.out, analysis.name, settings.model, settings.force, settings.resume)
     if settings.resume and distributed.world() > 1:
         raise ProbeError("--resume works in single-process runs only; rerun without torchrun")
+    with claim_run_directory(
+        settings.out, analysis.name, settings.model, settings.force, settings.resume, lock=distributed.is_main()
+    ) as out_dir:
+        return _run_into(out_dir, analysis, settings, options, compare, progress, started)
+
+
+def _run_into(
+    out_dir: Path,
+    analysis: Analysis,
+    settings: RunSettings,
+    options: dict[str, Any],
+    compare: Sequence[str],
+    progress: ProgressFactory,
+    started: float,
+) -> tuple[Path, RunRecord, Result]:
     device = resolve_device(settings.device)
     if device.type == "cuda" and distributed.world() > 1:
         device = torch.device("cuda", distributed.local_device_index())
@@ -147,19 +201,26 @@ def run_analysis(
     for text in compare:
         spec, ckpt = parse_with_checkpoint(text)
         other = open_model(str(spec), ckpt, settings, data)
-        compared.append((other, make_executor(other, device, settings)))
+        compared.append((other, make_executor(other, device, settings, fold=not analysis.needs_layer_outputs)))
     journal = None
     if analysis.resumable and distributed.world() == 1:
         identity = {
             "analysis": analysis.name,
-            "models": [m.describe() for m in [loaded, *(c for c, _ in compared)]],
+            "models": [
+                m.describe() | {"preprocessing": preprocessing_record(m, data)}
+                for m in [loaded, *(c for c, _ in compared)]
+            ],
             "data": data.describe() if data is not None else None,
             "seed": settings.seed, "batch_size": settings.batch_size, "precision": settings.precision,
             "device": str(device), "options": jsonable(options),
         }
-        journal = Journal(out_dir / JOURNAL, identity, resume=settings.resume)
+        journal = Journal(
+            out_dir / JOURNAL, identity, resume=settings.resume, schema=item_schema(analysis.name),
+            images=len(data) if data is not None else None,
+        )
     result = execute(
-        analysis, loaded, make_executor(loaded, device, settings), data, settings, options,
+        analysis, loaded, make_executor(loaded, device, settings, fold=not analysis.needs_layer_outputs), data,
+        settings, options,
         compare=compared, compare_names=compare, journal=journal,
         progress=progress if distributed.is_main() else no_progress,
     )

@@ -12,22 +12,49 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
-ShortcutKind = Literal["identity", "zero-pad", "projection", "none"]
-SHORTCUT_KINDS: tuple[str, ...] = ("identity", "zero-pad", "projection", "none")
+ShortcutKind = Literal["identity", "zero-pad", "projection", "scaled", "gated", "dropout", "none"]
+SHORTCUT_KINDS: tuple[str, ...] = ("identity", "zero-pad", "projection", "scaled", "gated", "dropout", "none")
+JOINS: tuple[str, ...] = ("sum", "concat")
+IN, OUT = "in", "out"  # a unit's own boundary nodes in its wiring
 
 Fn = Callable[[Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class Edge:
+    """One edge of a unit's internal path graph (the unraveled view).
+
+    ``source`` and ``target`` are ``"in"``, ``"out"`` or a node inside the unit; ``key`` names
+    the edge within the unit, ``kind`` labels it, and ``length`` is 1 for an edge that passes a
+    residual layer (what a path's length counts), else 0.
+    """
+
+    source: str
+    target: str
+    key: str
+    kind: str
+    length: int
+
+
 @dataclass(frozen=True, eq=False)
 class Unit:
-    """One residual unit ``y = post(shortcut(x) + residual(x))``.
+    """One residual unit ``y = merge(shortcut(x), residual(x))``.
 
+    ``join`` says how the two terms meet: ``"sum"`` is ``post(a + b)``, ``"concat"`` is
+    ``post(cat([a, b], 1))`` (a DenseNet layer: ``a`` the features so far, ``b`` its
+    ``residual_channels`` new ones; an OSA module: ``post`` the one-shot aggregation).
     ``post`` is ``relu`` for post-activation units (He et al. 2015) and the identity for
-    pre-activation ones (He et al. 2016). A plain unit (``shortcut_kind == "none"``) has no
-    shortcut: ``y = post(residual(x))``. ``responses`` are the modules whose outputs are the
-    layer responses of He et al. Fig. 7 (each 3x3 conv after its BN, before ReLU / addition),
-    as ``(name, module)`` pairs in network order; ``responses_channels_last`` says their
-    channels are the last dim (ConvNeXt's NHWC LayerNorm, ViT tokens), not dim 1.
+    pre-activation ones (He et al. 2016). Scaled and gated units (Identity Mappings) are sums of
+    scaled / gated terms: ``shortcut`` returns ``g_s(x) * s(x)``, ``residual`` ``g_b(x) * F(x)``,
+    so deleting one keeps the gated shortcut. A plain unit (``shortcut_kind == "none"``) has no
+    shortcut: ``y = post(residual(x))``.
+
+    ``wiring`` is the unit's internal path graph when it is more than one shortcut edge and one
+    residual edge (an OSA module's chain); empty means that standard pair (see :attr:`edges`).
+    ``responses`` are the modules whose outputs are the layer responses of He et al. Fig. 7
+    (each 3x3 conv after its BN, before ReLU / addition), as ``(name, module)`` pairs in network
+    order; ``responses_channels_last`` says their channels are the last dim (ConvNeXt's NHWC
+    LayerNorm, ViT tokens), not dim 1.
     """
 
     index: int
@@ -44,12 +71,33 @@ class Unit:
     module: nn.Module
     responses: tuple[tuple[str, nn.Module], ...] = ()
     responses_channels_last: bool = False
+    join: str = "sum"
+    residual_channels: int = 0  # channels the residual adds to a concatenation (join "concat")
+    wiring: tuple[Edge, ...] = ()
 
     def __post_init__(self) -> None:
         if self.shortcut_kind not in SHORTCUT_KINDS:
             raise ValueError(f"unknown shortcut kind {self.shortcut_kind!r}")
         if (self.shortcut is None) != (self.shortcut_kind == "none"):
             raise ValueError("a unit has a shortcut callable exactly when its kind is not 'none'")
+        if self.join not in JOINS:
+            raise ValueError(f"unknown join {self.join!r}; valid: {', '.join(JOINS)}")
+        if self.join == "concat" and (self.shortcut is None or self.residual_channels < 1):
+            raise ValueError("a concatenating unit needs a shortcut and residual_channels >= 1")
+        if self.wiring and not (
+            any(e.source == IN for e in self.wiring) and any(e.target == OUT for e in self.wiring)
+        ):
+            raise ValueError(f"the wiring of {self.name} must leave 'in' and reach 'out'")
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        """The unit's path graph: its ``wiring``, else one shortcut edge (if any) and one residual edge."""
+        if self.wiring:
+            return self.wiring
+        residual = Edge(IN, OUT, "residual", "residual", 1)
+        if self.shortcut is None:
+            return (residual,)
+        return (Edge(IN, OUT, "shortcut", self.shortcut_kind, 0), residual)
 
     @property
     def deletable(self) -> bool:
@@ -63,9 +111,19 @@ class Unit:
         )
 
     def merge(self, shortcut_out: Tensor | None, residual_out: Tensor | None) -> Tensor:
-        """``post(a + b)``; ``None`` stands for a branch that contributes nothing."""
+        """``post(a + b)`` or ``post(cat([a, b], 1))``; ``None`` stands for a branch that contributes nothing.
+
+        In a concatenation the missing residual is zeros of its width: the shape is kept.
+        """
         if shortcut_out is None and residual_out is None:
             raise ValueError("merge needs at least one branch")
+        if self.join == "concat":
+            if shortcut_out is None:
+                raise ValueError(f"{self.name} concatenates onto its shortcut, which cannot be missing")
+            if residual_out is None:
+                n, _, *spatial = shortcut_out.shape
+                residual_out = shortcut_out.new_zeros((n, self.residual_channels, *spatial))
+            return self.post(torch.cat([shortcut_out, residual_out], 1))
         if shortcut_out is None:
             total = residual_out
         elif residual_out is None:

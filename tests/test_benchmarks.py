@@ -38,3 +38,15 @@ def test_benchmark_runs_and_agrees(script: str, argv: list[str], expect: str) ->
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert expect in proc.stdout
+
+
+def test_whole_process_benchmark_agrees_with_the_plain_loop(tmp_path: Path) -> None:
+    """The shipped ResNet-20's sweep as a plain PyTorch loop and as `resnet-probe lesion`, fp32 and bf16."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "cli_vs_loop.py"), "--model", "resnet20"],
+        capture_output=True, text=True, timeout=900,
+        env=os.environ | {"OMP_NUM_THREADS": "1", "RESNET_PROBE_HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "counts vs the loop: max difference 0 images (allowed 1)" in proc.stdout  # fp32: the same predictions
+    assert "prefix-sharing bound: 1.83x" in proc.stdout  # 10 configurations of 9 units

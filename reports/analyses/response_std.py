@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 
 
 WEAK_ACCURACY = 0.5  # below this recorded test accuracy the reading flags a model as barely trained
+TENSOR_TEXT = {"norm": "after BN", "conv": "3x3 conv output", "mixed": "mixed", "": ""}
+PREACT_REASON = (
+    "in pre-activation units each BN comes before a conv, not after it, so the last conv's output is what the "
+    "unit adds to its shortcut"
+)
+DENSE_REASON = (
+    "a DenseNet layer's 3x3 output is its new feature maps, concatenated as they are and normalised later by "
+    "each following layer's own BN"
+)
 
 
 def _label(model: ModelStd) -> str:
@@ -80,7 +89,10 @@ def response_std_tables(result: ResponseStdResult, record: RunRecord) -> list[Ta
     """A summary per model, then every layer's std side by side."""
     summary = Table(
         f"Response std per model over {result.n_images} images",
-        ["model", "kind", "layers", "mean std", "median std", "max std", "min std", "test accuracy when trained"],
+        [
+            "model", "kind", "layers", "mean std", "median std", "max std", "min std", "test accuracy when trained",
+            "responses",
+        ],
         [
             [
                 _label(m),
@@ -91,6 +103,7 @@ def response_std_tables(result: ResponseStdResult, record: RunRecord) -> list[Ta
                 round(max(m.stds), 4),
                 round(min(m.stds), 4),
                 "n/a" if m.accuracy is None else f"{100 * m.accuracy:.2f} %",
+                TENSOR_TEXT.get(m.tensor, m.tensor),
             ]
             for m in result.models
             if m.layers
@@ -156,4 +169,27 @@ def response_std_reading(result: ResponseStdResult, record: RunRecord) -> list[s
             + ", ".join(f"{_label(m)} ({100 * (m.accuracy or 0):.1f} % test accuracy when trained)" for m in weak)
             + "; their responses are those of barely trained nets, so read comparisons with them with care."
         )
+    return sentences + _tensors_taken(models)
+
+
+def _tensors_taken(models: list[ModelStd]) -> list[str]:
+    """Which tensor each model's responses are, and why where it is not the BN output."""
+    by_tensor: dict[str, list[ModelStd]] = {}
+    for m in models:
+        by_tensor.setdefault(m.tensor, []).append(m)
+    sentences = []
+    if "norm" in by_tensor:
+        names = ", ".join(_label(m) for m in by_tensor["norm"])
+        sentences.append(f"Responses of {names}: each 3x3 conv's output after its BN, before the ReLU or the addition.")
+    if "conv" in by_tensor:
+        convs = by_tensor["conv"]
+        dense = [m for m in convs if "densenet" in m.family]
+        reasons = ([PREACT_REASON] if len(dense) < len(convs) else []) + ([DENSE_REASON] if dense else [])
+        sentences.append(
+            f"Responses of {', '.join(_label(m) for m in convs)}: the raw 3x3 conv outputs, because no BN follows "
+            f"the conv inside their units: {'; '.join(reasons)}."
+        )
+    if "mixed" in by_tensor:
+        names = ", ".join(_label(m) for m in by_tensor["mixed"])
+        sentences.append(f"Responses of {names}: BN outputs and raw conv outputs, as the layer names say.")
     return sentences

@@ -109,9 +109,10 @@ def train_curves_tables(result: TrainCurvesResult, record: RunRecord) -> list[Ta
 @register(TrainCurvesResult)
 def train_curves_reading(result: TrainCurvesResult, record: RunRecord) -> list[str]:
     """Final errors, residual vs plain at equal depth, and plain nets against depth (degradation)."""
-    sentences = []
+    sentences: list[str] = []
+    per_run = []
     for run in result.runs:
-        sentences.append(
+        per_run.append(
             f"{_label(run)} trained {run.iterations} iterations ({len(run.history)} epochs) on {run.dataset}: "
             f"final training error {pct(run.final_train_error)}, test error {pct(run.final_test_error)}."
         )
@@ -133,11 +134,12 @@ def train_curves_reading(result: TrainCurvesResult, record: RunRecord) -> list[s
     if len(ranked) > 1:
         deep, shallow = ranked[-1], ranked[0]
         worse = (deep.final_train_error or 0) > (shallow.final_train_error or 0)
-        sentences.append(
+        sentences.insert(0,
             f"Plain nets: {_label(deep)} ends with {'higher' if worse else 'lower'} training error than "
             f"{_label(shallow)} ({pct(deep.final_train_error)} vs {pct(shallow.final_train_error)})"
             + ("; that is He et al.'s degradation problem (deeper plain nets train worse)." if worse else ".")
         )
-    return sentences
+    # The comparisons first (the demo's index shows the first sentence), then each run.
+    return sentences + per_run
 
 

@@ -15,7 +15,10 @@ from resnet_probe.topology import Topology
 
 # Order matters: the first adapter whose ``matches`` accepts the model builds it. The torch.fx
 # fallback accepts any module, so it comes last: only a model every named adapter refused reaches it.
-ADAPTERS: tuple[str, ...] = ("cifar", "torchvision", "timm_resnet", "timm_resnetv2", "convnext", "vit", "fx")
+ADAPTERS: tuple[str, ...] = (
+    "cifar", "identity_mappings", "densenet", "vovnet", "torchvision", "timm_resnet", "timm_resnetv2", "convnext",
+    "vit", "fx",
+)
 
 
 def build_topology(model: nn.Module) -> Topology:

@@ -71,6 +71,7 @@ class Analysis(ABC):
     result_type: ClassVar[type[Result]]
     needs_data: ClassVar[bool] = True
     needs_weights: ClassVar[bool] = True
+    needs_layer_outputs: ClassVar[bool] = False  # reads BN outputs: the runner must not fold BN into convs
     resumable: ClassVar[bool] = False  # journals finished pieces in ctx.journal, so --resume works
 
     @abstractmethod

@@ -1,10 +1,14 @@
 """The unraveled view (Veit et al. 2016): the path graph of a topology and its paths by length.
 
-A unit ``y = post(shortcut(x) + residual(x))`` is two parallel edges between the node before
-it and the node after it; a chain of n such units holds 2^n paths, C(n, k) of which pass
-through exactly k residual branches. The counts come from a dynamic program over the graph,
-exactly, with Python ints (2^54 is past float precision); the binomial is what the tests
-check them against, never an assumption.
+Every unit contributes its own internal connectivity (``Unit.edges``): a residual unit
+``y = post(shortcut(x) + residual(x))`` is two parallel edges between the node before it and
+the node after it, so a chain of n such units holds 2^n paths, C(n, k) of which pass through
+exactly k residual branches. A DenseNet layer is that same pair (its shortcut passes on every
+earlier feature map, its branch adds the new ones), so a dense block of L layers holds every
+chain of layers, 2^L paths. An OSA module is its chain of L convs, each output and the module
+input aggregated once: L+1 paths of lengths 0..L. The counts come from a dynamic program
+over the graph, exactly, with Python ints (2^54 is past float precision); the binomial is
+what the tests check them against, never an assumption.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from resnet_probe.analyses.base import Analysis, RunContext
 from resnet_probe.errors import OutputError, PlanError
 from resnet_probe.files import atomic_write_text
 from resnet_probe.results import Result
-from resnet_probe.topology import Topology
+from resnet_probe.topology import IN, OUT, Topology, Unit
 
 INPUT = "input"
 OUTPUT = "output"
@@ -39,14 +43,21 @@ def _before(name: str) -> str:
     return f"before:{name}"
 
 
+def _inside(name: str, node: str) -> str:
+    return f"inside:{name}:{node}"
+
+
 def unraveled_graph(topology: Topology) -> nx.MultiDiGraph:
-    """The path graph: one node per unit boundary, a shortcut and a residual edge per unit.
+    """The path graph: one node per unit boundary, and each unit's own edges between them.
 
     Nodes are ``input``, ``after:<unit>`` ... ``output`` (the boundary after the last unit),
-    plus ``before:<unit>`` where a transition runs before a unit. Edge keys are ``shortcut``,
-    ``residual`` or ``transition``; every edge carries ``kind`` (identity, zero-pad,
-    projection, residual, transition), ``unit``, ``index``, ``length`` (1 for a residual
-    branch, else 0) and ``deletable``. A plain unit has only its residual edge.
+    ``before:<unit>`` where a transition runs before a unit, and ``inside:<unit>:<node>`` for
+    the nodes inside a unit with its own wiring (an OSA module's chain). A standard unit's edge
+    keys are ``shortcut`` and ``residual``, a transition's ``transition``; every edge carries
+    ``kind`` (identity, zero-pad, projection, scaled, gated, dropout, residual, transition, or
+    a wiring's own: chain, concat, aggregation), ``unit``, ``index``, ``length`` (1 for an edge
+    through a residual layer, else 0) and ``deletable``. A plain unit has only its residual
+    edge.
 
     Example:
         >>> g = unraveled_graph(load_model("zoo:resnet20", weights="random").topology)
@@ -68,17 +79,31 @@ def unraveled_graph(topology: Topology) -> nx.MultiDiGraph:
         node = OUTPUT if i == n - 1 else _after(unit.name)
         label = "output (before the head)" if i == n - 1 else f"after {unit.name}"
         g.add_node(node, label=label, position=i + 1)
-        if unit.shortcut is not None:
-            g.add_edge(prev, node, key="shortcut", kind=unit.shortcut_kind, unit=unit.name,
-                       index=i, length=0, deletable=False)
-        g.add_edge(prev, node, key="residual", kind="residual", unit=unit.name, index=i,
-                   length=1, deletable=unit.deletable)
+        _add_unit(g, unit, prev, node)
         prev = node
     if n == 0:
         g.add_node(OUTPUT, label="output (before the head)", position=0)
         g.add_edge(INPUT, OUTPUT, key="identity", kind="identity", unit="", index=-1, length=0,
                    deletable=False)
     return g
+
+
+def _add_unit(g: nx.MultiDiGraph, unit: Unit, before: str, after: str) -> None:
+    """The unit's edges between ``before`` and ``after``; deleting it removes those that pass a layer."""
+
+    def node(local: str) -> str:
+        if local == IN:
+            return before
+        if local == OUT:
+            return after
+        name = _inside(unit.name, local)
+        if name not in g:
+            g.add_node(name, label=f"{local} inside {unit.name}", position=unit.index)
+        return name
+
+    for e in unit.edges:
+        g.add_edge(node(e.source), node(e.target), key=e.key, kind=e.kind, unit=unit.name, index=unit.index,
+                   length=e.length, deletable=unit.deletable and e.length > 0)
 
 
 def counts_by_node(g: nx.MultiDiGraph, source: str = INPUT) -> dict[str, list[int]]:
@@ -109,7 +134,11 @@ def counts_by_node(g: nx.MultiDiGraph, source: str = INPUT) -> dict[str, list[in
 
 
 def count_paths(g: nx.MultiDiGraph, source: str = INPUT, target: str = OUTPUT) -> list[int]:
-    """``[c_0, ..., c_n]``: paths from ``source`` to ``target`` through exactly k residual edges."""
+    """``[c_0, ..., c_m]``: paths from ``source`` to ``target`` through exactly k residual edges.
+
+    ``m`` is the longest path's length: the unit count for a chain of residual units, more where
+    a unit holds a chain of its own (an OSA module).
+    """
     n = int(g.graph.get("n_units", sum(1 for *_, d in g.edges(data="length") if d)))
     counts = counts_by_node(g, source).get(target, [])
     return list(counts) + [0] * (n + 1 - len(counts))

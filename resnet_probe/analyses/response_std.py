@@ -1,8 +1,11 @@
 """Layer-response std (He et al. 2015, Fig. 7): one streaming float64 pass per model.
 
 The response of a layer is each 3x3 conv's output after its BN, before the ReLU or the
-addition (``Unit.responses``). Its std is taken over every element the evaluation set
-produces there (images x channels x positions) and per channel. Activations are never
+addition (``Unit.responses``). Where no BN follows the conv inside the unit (full
+pre-activation units, DenseNet layers) the adapters take the conv's own output; each
+model's ``tensor`` records which of the two was taken, for the report to say. Its std is
+taken over every element the evaluation set produces there (images x channels x
+positions) and per channel. Activations are never
 stored: each batch is reduced to per-channel (count, mean, M2) and merged into running
 totals with Chan et al.'s parallel update, so memory stays O(channels) per layer.
 """
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,8 +29,12 @@ from resnet_probe.errors import ProbeError
 from resnet_probe.executor import Executor
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import Result
+from resnet_probe.topology import Topology
 
 STEM = "stem"  # the `unit` of the stem's responses
+# A norm layer's output; nn.Identity is the hook point inside a norm-act layer (timm's BatchNormAct2d
+# applies its ReLU in place after it), where an adapter reads the norm's output before the act.
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Identity)
 
 
 class Moments:
@@ -107,6 +114,7 @@ class ModelStd:
     checkpoint: str | None
     layers: tuple[LayerStd, ...]
     accuracy: float | None = None  # test accuracy `train` recorded in the checkpoint, if any
+    tensor: str = ""  # the units' responses: "norm" (after BN), "conv" (the conv's own output) or "mixed"
 
     @property
     def stds(self) -> list[float]:
@@ -133,6 +141,7 @@ class ResponseStdResult(Result):
                 residual=bool(m.get("residual", True)),
                 checkpoint=m.get("checkpoint"),
                 accuracy=m.get("accuracy"),
+                tensor=m.get("tensor", ""),
                 layers=tuple(
                     LayerStd(row["unit"], row["name"], float(row["std"]), tuple(row["channel_std"]))
                     for row in m["layers"]
@@ -234,7 +243,18 @@ def measure(
         checkpoint=loaded.checkpoint,
         layers=tuple(LayerStd(u, name, m.std(), tuple(m.channel_std())) for u, name, m in layers),
         accuracy=_recorded_accuracy(loaded),
+        tensor=response_tensor(loaded.topology),
     )
+
+
+def response_tensor(topology: Topology) -> str:
+    """Which tensor the units' responses are: a norm layer's output, a conv's own output, or a mix."""
+    kinds = {
+        "conv" if isinstance(m, nn.Conv2d) else "norm" if isinstance(m, NORMS) else "mixed"
+        for unit in topology.units
+        for _, m in unit.responses
+    }
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def _recorded_accuracy(loaded: LoadedModel) -> float | None:
@@ -254,6 +274,7 @@ class ResponseStdAnalysis(Analysis):
     name = "response-std"
     description = "std of each 3x3 conv's response after BN (He et al. 2015 Fig. 7), several models"
     result_type = ResponseStdResult
+    needs_layer_outputs = True
 
     def run(self, ctx: RunContext, **options: Any) -> ResponseStdResult:
         """Measure ``ctx.loaded`` and every ``ctx.compare`` model on the same data."""

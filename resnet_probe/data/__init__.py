@@ -82,7 +82,7 @@ def load_data(
     elif dataset in (None, "digits"):
         source = load_digits(split)
     elif dataset == SAMPLE:
-        source = load_sample(split)
+        source = load_sample(split, limit)
     elif dataset == "imagenet":
         raise DataError(
             "imagenet needs --data PATH: an image folder in ImageNet val layout (one sub-folder per class)"
@@ -107,7 +107,7 @@ def _from_path(path: Path, dataset: str | None, split: str, download: bool, limi
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise DataError(f"{path} is not an .npz file; expected {LAYOUTS}")
-        return load_npz(path, dataset, split)
+        return load_npz(path, dataset, split, limit)
     if not path.is_dir():
         raise DataError(f"{path} does not exist; expected {LAYOUTS}")
     root = cifar_root(path)
@@ -125,11 +125,11 @@ def _from_path(path: Path, dataset: str | None, split: str, download: bool, limi
     return load_folder(path, dataset, split, limit)
 
 
-def load_sample(split: str) -> TensorSource:
+def load_sample(split: str, limit: int | None = None) -> TensorSource:
     """The shipped sample: the first 846 CIFAR-10 test images, pixel-exact (test split only)."""
     if split != "test":
         raise DataError(f"{SAMPLE} is 846 CIFAR-10 *test* images; it has no {split!r} split")
     digest = hashlib.sha256(SAMPLE_FILE.read_bytes()).hexdigest()
     if digest != SAMPLE_SHA256:
         raise DataError(f"the shipped sample {SAMPLE_FILE} is damaged (sha256 {digest[:12]}…); reinstall resnet-probe")
-    return load_npz(SAMPLE_FILE, SAMPLE, split)
+    return load_npz(SAMPLE_FILE, SAMPLE, split, limit)

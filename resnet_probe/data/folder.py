@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from resnet_probe.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
@@ -31,7 +31,12 @@ _WNID = re.compile(r"^n\d{8}$")
 
 
 class _Images(Dataset):
-    """(path, label) pairs read as RGB and transformed; top level so DataLoader workers can pickle it."""
+    """(path, label) pairs read as RGB and transformed; top level so DataLoader workers can pickle it.
+
+    An image that does not decode comes back as ``(None, label, path, reason)`` instead of
+    raising: an exception raised in a worker process reaches the caller as a multi-line
+    wrapper, and the caller must name the file in one line.
+    """
 
     def __init__(self, samples: tuple[tuple[str, int], ...], transform: Any) -> None:
         self.samples = samples
@@ -40,10 +45,28 @@ class _Images(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str, str]:
         path, label = self.samples[i]
-        with Image.open(path) as im:
-            return self.transform(im.convert("RGB")), label
+        try:
+            with Image.open(path) as im:
+                return self.transform(im.convert("RGB")), label, path, ""
+        except Exception as exc:  # a hostile file makes PIL raise almost anything
+            return None, label, path, _decode_failure(exc)
+
+
+def _decode_failure(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format PIL can read"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _collate(items: list[tuple[torch.Tensor | None, int, str, str]]) -> tuple[Any, Any]:
+    """A batch ``(x, y)``, or ``(path, reason)`` of its first image that did not decode."""
+    for _x, _y, path, reason in items:
+        if reason:
+            return path, reason
+    return torch.stack([x for x, *_ in items if x is not None]), torch.tensor([y for _, y, *_ in items], dtype=torch.int64)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -55,6 +78,12 @@ class FolderSource(DataSource):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def sizes(self, preprocessing: Preprocessing | None = None) -> tuple[int, int]:
+        """The shorter side every image is resized to, and the centre crop's side."""
+        prep = preprocessing or self.default_preprocessing
+        crop = prep.input_size or self.default_preprocessing.input_size or IMAGENET_SIZE
+        return int(crop / CROP_PCT), crop
 
     def batches(
         self,
@@ -73,8 +102,8 @@ class FolderSource(DataSource):
         check_batch_size(batch_size)
         check_shard(shard, augment)
         prep = preprocessing or self.default_preprocessing
-        size = prep.input_size or self.default_preprocessing.input_size or IMAGENET_SIZE
-        transform = T.Compose([T.Resize(int(size / CROP_PCT)), T.CenterCrop(size), T.PILToTensor()])
+        resize, crop = self.sizes(prep)
+        transform = T.Compose([T.Resize(resize), T.CenterCrop(crop), T.PILToTensor()])
         dev = torch.device(device)
         norm = Normaliser(prep, dev)
         n = len(self.samples)
@@ -85,10 +114,13 @@ class FolderSource(DataSource):
             batch_sampler=shard_batches(n, batch_size, order, shard),
             num_workers=self.workers if workers is None else workers,
             pin_memory=dev.type == "cuda",
+            collate_fn=_collate,
         )
         # separate from the loader's generator so augmentation does not depend on worker count
         aug = torch.Generator().manual_seed(seed + 1)
         for x, y in loader:
+            if isinstance(x, str):
+                raise DataError(f"image folder {self.path}: cannot decode {x} ({y}); repair or remove that file")
             if augment:
                 x = pad_crop_flip(x, aug)
             yield norm(x), y.to(dev)

@@ -143,6 +143,44 @@ def apply_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], where: 
         raise CheckpointError(f"{where}: {_one_line(exc)}") from None
 
 
+def check_weights(model: nn.Module, state_dict: Mapping[str, Tensor], name: str) -> None:
+    """Refuse weights that load but mean nothing: an integer dtype where the model has floats, NaN or Inf.
+
+    ``load_state_dict`` would cast int64 weights to float silently, and NaN weights evaluate to
+    chance accuracy with a NaN loss; both are refused, naming the first tensors.
+    """
+    own = model.state_dict()
+    common = [k for k in own if k in state_dict and isinstance(state_dict[k], Tensor)]
+    integer = [
+        f"{k} ({state_dict[k].dtype})"
+        for k in common
+        if own[k].is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    if integer:
+        raise CheckpointError(
+            f"{name} holds non-floating weights: {_first(integer)}; expected float tensors (float32, float16, ...)"
+        )
+    bad = [k for k in common if state_dict[k].is_floating_point() and not bool(torch.isfinite(state_dict[k]).all())]
+    if bad:
+        raise CheckpointError(f"{name} holds NaN or Inf in {_first(bad)}; expected finite weights")
+
+
+def tensors_sha256(state_dict: Mapping[str, Tensor]) -> str:
+    """Hex sha256 of the weights themselves (names, dtypes, shapes, bytes), whatever file they came in.
+
+    The same weights saved as akamaster's .th, a plain state dict or safetensors give one digest;
+    BatchNorm's step counters are left out (akamaster's files have none, a re-saved model has zeros).
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        if key.endswith(".num_batches_tracked"):
+            continue
+        t = state_dict[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _first(keys: list[str]) -> str:
     shown = ", ".join(keys[:_SHOW])
     return shown + (f", ... (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")

@@ -12,11 +12,17 @@ from resnet_probe.adapters import build_topology
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import CheckpointError, OfflineError, ProbeError, UnknownModelError
 from resnet_probe.models import cache
-from resnet_probe.models.checkpoints import CheckpointData, apply_state_dict, read_checkpoint
+from resnet_probe.models.checkpoints import (
+    CheckpointData,
+    apply_state_dict,
+    check_weights,
+    read_checkpoint,
+    tensors_sha256,
+)
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.registry import get_entry
 from resnet_probe.models.spec import ModelSpec, parse
-from resnet_probe.models.weights import PublishedWeights, published
+from resnet_probe.models.weights import PublishedWeights, identify, published
 
 WEIGHTS: tuple[str, ...] = ("auto", "random", "pretrained")
 
@@ -100,7 +106,13 @@ def _from_checkpoint(
     sha256: str | None = None,
     preprocessing: Preprocessing | None = None,
 ) -> LoadedModel:
-    """Weights from a file; ``preprocessing`` (published weights) wins over what the file's format implies."""
+    """Weights from a file, with the preprocessing that belongs to them, whatever the file's format.
+
+    In order: ``preprocessing`` (the published-weights table, for a published file), the table's
+    entry when the file holds published weights (recognised by the digest of the file or of its
+    tensors: a safetensors copy of akamaster's file is still akamaster's weights), what the file
+    records or its format implies, the builder's (tv/timm); else the data set's.
+    """
     data = read_checkpoint(path)
     if sha256 is not None and data.sha256 != sha256:
         raise CheckpointError(f"weights {path} are damaged (sha256 {data.sha256[:12]}…, not {sha256[:12]}…)")
@@ -113,8 +125,14 @@ def _from_checkpoint(
     n = int(saved) if saved is not None else num_classes
     model, builder_prep = builder(n, False)
     apply_state_dict(model, data.state_dict, f"checkpoint {path.name} does not fit {spec}")
+    check_weights(model, data.state_dict, f"checkpoint {path.name}")
     meta = {**data.metadata, **(extra or {}), "weights": label, "checkpoint_format": data.format}
-    prep = preprocessing or data.preprocessing or builder_prep
+    known = None
+    if preprocessing is None and spec.source == "zoo":
+        known = identify(spec.name, data.sha256, lambda: tensors_sha256(data.state_dict))
+    if known is not None:
+        meta["published_weights"] = f"{known.source} {known.file_name}"
+    prep = preprocessing or (known.preprocessing if known is not None else None) or data.preprocessing or builder_prep
     return _finish(model, spec, n or _default_classes(spec), prep, meta, path, data.sha256)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -21,6 +22,7 @@ from resnet_probe.analyses.paths import (
     PathsAnalysis,
     PathsResult,
     count_paths,
+    counts_by_node,
     length_moments,
     paths_result,
     shortest_window,
@@ -108,7 +110,7 @@ def test_plain_net_has_one_edge_per_unit_and_one_path() -> None:
 # --- exact counts -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models() if get_entry(n).family != "cifar-vovnet"])
 def test_counts_are_exact_binomials_for_every_zoo_model(name: str) -> None:
     topology = zoo_topology(name)
     n = topology.n_units
@@ -311,3 +313,110 @@ def test_report_for_a_plain_net_and_a_huge_net() -> None:
     a, b = huge.window_95
     assert [r[0] for r in rows] == list(range(a, b + 1))
     assert "digits" in rows[0][1]
+
+
+# --- beyond the sum: dense layers and OSA modules ----------------------------------------
+
+
+def test_densenet_bc100_has_48_units_and_binomial_counts() -> None:
+    topology = zoo_topology("densenet_bc100_k12")
+    g = unraveled_graph(topology)
+    assert topology.n_units == 48
+    counts = count_paths(g)
+    assert counts == [math.comb(48, k) for k in range(49)]
+    # the two transitions are single non-deletable edges before layers 16 and 32
+    transitions = sorted(d["index"] for *_, k, d in g.edges(keys=True, data=True) if k == "transition")
+    assert transitions == [16, 32]
+    assert Counter(kind for *_, kind in g.edges(data="kind")) == {"identity": 48, "residual": 48, "transition": 2}
+
+
+def dense_block_graph(layers: int) -> nx.MultiDiGraph:
+    """A dense block drawn as Huang et al. draw it: every layer fed by the input and every earlier layer."""
+    g = nx.MultiDiGraph()
+    for i in range(1, layers + 1):
+        for j in range(i):
+            g.add_edge(INPUT if j == 0 else f"h{j}", f"h{i}", length=1)
+    for j in range(layers + 1):
+        g.add_edge(INPUT if j == 0 else f"h{j}", OUTPUT, length=0)
+    return g
+
+
+@pytest.mark.parametrize("layers", [1, 4, 12])
+def test_dense_layer_chain_counts_equal_the_all_to_all_dense_graph(layers: int) -> None:
+    from resnet_probe.models.zoo.densenet import CifarDenseNet
+
+    # One block only: a 3-block DenseNet-BC of depth 6L+4, its first block alone.
+    topology = build_topology(CifarDenseNet(6 * layers + 4, 4, bottleneck=True, compression=0.5))
+    first = dataclasses.replace(topology, units=topology.units[:layers], transitions={})
+    ours = count_paths(unraveled_graph(first))
+    dense = counts_by_node(dense_block_graph(layers))[OUTPUT]
+    assert ours == dense == [math.comb(layers, k) for k in range(layers + 1)]
+
+
+def uniform_product(modules: list[int], identity: list[bool]) -> list[int]:
+    """Paths by length of a chain of OSA modules, by enumerating one path choice per module."""
+    choices = [[0, *range(0, L + 1)] if idt else list(range(L + 1)) for L, idt in zip(modules, identity, strict=True)]
+    lengths = Counter(sum(c) for c in itertools.product(*choices))
+    return [lengths.get(k, 0) for k in range(sum(modules) + 1)]
+
+
+def test_vovnet_counts_are_a_product_of_uniform_distributions() -> None:
+    g = unraveled_graph(zoo_topology("vovnet_cifar"))
+    counts = count_paths(g)
+    assert counts == uniform_product([4] * 6, [False] * 6)
+    assert sum(counts) == 5**6 and len(counts) == 25
+    assert counts[:4] == [1, 6, 21, 56] and counts[12] == 1751
+    assert counts != [math.comb(24, k) for k in range(25)]
+    assert length_moments(counts) == (12.0, pytest.approx(math.sqrt(12), rel=1e-15))
+    # the chain is real graph structure: 4 chain edges per module, each of length 1
+    kinds = Counter(kind for *_, kind in g.edges(data="kind"))
+    assert kinds == {"chain": 24, "concat": 24, "identity": 6, "aggregation": 6, "transition": 2}
+
+
+def test_vovnet_graphml_round_trip(tmp_path: Path) -> None:
+    g = unraveled_graph(zoo_topology("vovnet_ese_cifar"))
+    write_graphml(g, tmp_path / "vov.graphml")
+    back = nx.read_graphml(tmp_path / "vov.graphml")
+    assert count_paths(back) == count_paths(g) and back.graph["total_paths"] == str(5**3 * 6**3)
+    assert back.nodes["inside:stages.0.0:layer2"]["paths"] == "1"  # one path reaches the chain's 2nd output
+    chain = [d for u, v, d in back.edges(data=True) if d["kind"] == "chain"]
+    assert len(chain) == 24 and all(d["deletable"] and d["length"] == 1 for d in chain)
+
+
+def test_vovnet_v2_identity_adds_a_second_length_zero_path() -> None:
+    g = unraveled_graph(zoo_topology("vovnet_ese_cifar"))
+    identity = [False, True] * 3  # the second module of each stage has in == out channels
+    assert count_paths(g) == uniform_product([4] * 6, identity)
+    assert sum(count_paths(g)) == 5**3 * 6**3
+
+
+def test_small_vovnet_brute_force() -> None:
+    from resnet_probe.models.zoo.vovnet import CifarVoVNet
+
+    topology = build_topology(CifarVoVNet((4, 6), (8, 12), layers_per_module=3, modules_per_stage=2, stem_channels=6,
+                                          identity=True))
+    g = unraveled_graph(topology)
+    n = 3 * topology.n_units
+    lengths = Counter(sum(g.edges[e]["length"] for e in path) for path in nx.all_simple_edge_paths(g, INPUT, OUTPUT))
+    brute = [lengths.get(k, 0) for k in range(n + 1)]
+    assert count_paths(g) == brute == uniform_product([3] * 4, [False, True, False, True])
+
+
+def test_vovnet_report_compares_with_a_resnet() -> None:
+    from resnet_probe.reports import content, render
+    from resnet_probe.reports.svg import figure_svg
+
+    render._load_content_modules()
+    result = paths_result(unraveled_graph(zoo_topology("vovnet_cifar")))
+    record = _record(result, "zoo:vovnet_cifar")
+    reading = content.reading(result, record)
+    assert "15,625 paths through 6 units" in reading[0] and "differ from the binomial" in reading[0]
+    assert "A ResNet of 24 units" in reading[2] and "2^24 = 16,777,216" in reading[2]
+    assert "std 2.45" in reading[2] and "spread wider (std 3.46)" in reading[2]
+    summary, per_length = content.tables(result, record)
+    assert ["ResNet of 24 units: mean / std of length", "12.0000 / 2.4495"] in summary.rows
+    assert per_length.columns[3] == "ResNet of 24 units: share"
+    # length 12: 1751 / 15625 = 11.21 % against C(24, 12) / 2^24 = 16.12 %
+    assert per_length.rows[12][:5] == [12, "1,751", "11.21 %", "16.12 %", "-4.91 pp"]
+    svg = figure_svg(content.figures(result, record)[0])
+    assert "share of paths" in svg and "ResNet of 24 units" in svg

@@ -218,3 +218,69 @@ def test_responses_are_per_channel_whatever_the_layout(spec: str, channels_last:
     assert n == 6 and len(got.channel_std()) == unit.out_channels == a.shape[-1]
     assert got.channel_std() == pytest.approx(want.tolist(), rel=1e-6)
     assert got.std() == pytest.approx(float(a.std(unbiased=False)), rel=1e-6)
+
+
+NEW_FAMILIES = {  # zoo net -> (response layers with the stem's, the tensor taken)
+    "densenet_bc100_k12": (49, "conv"),
+    "vovnet_ese_cifar": (25, "norm"),
+    "resnet20_exclusive_gating": (19, "norm"),
+    "resnet20_relu_preact": (19, "norm"),
+    "preact_resnet164": (55, "norm"),
+    "preact_resnet20": (19, "conv"),
+}
+
+
+@pytest.mark.parametrize("name", list(NEW_FAMILIES))
+def test_new_families_stream_the_responses_their_adapters_name(name: str) -> None:
+    torch.manual_seed(0)
+    loaded = load_model(f"zoo:{name}", weights="random")
+    data = load_data("digits", limit=12)
+    executor = Executor(loaded.topology)
+    layers, n = response_std(executor, data, batch_size=5)
+    count, tensor = NEW_FAMILIES[name]
+    assert n == 12 and len(layers) == count
+    assert response_std_module.response_tensor(loaded.topology) == tensor
+    # the reference: plain hooks on the same modules over one batch of all 12 images, torch.cat-free
+    modules = executor.response_modules()
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out, k=k: outputs.__setitem__(k, out.double())) for k, m in modules
+    ]
+    try:
+        with torch.no_grad():
+            (x, _), *_ = data.batches(12)
+            loaded.model.eval()(x)
+    finally:
+        for h in handles:
+            h.remove()
+    for _, layer_name, moments in layers:
+        want = outputs[layer_name]
+        assert moments.std() == pytest.approx(float(want.std(unbiased=False)), rel=1e-9)
+    if name == "densenet_bc100_k12":
+        # a dense layer's response is its 3x3 conv's output: the k = 12 new maps
+        first = loaded.topology.units[0]
+        assert [n for n, _ in first.responses] == ["blocks.0.0.conv2"]
+        assert outputs["blocks.0.0.conv2"].shape[1] == 12
+
+
+def test_report_says_which_tensor_was_taken() -> None:
+    from resnet_probe.reports import content, render
+
+    render._load_content_modules()
+    data = load_data("digits", limit=8)
+    models = []
+    for name in ("densenet40_k12", "preact_resnet20", "resnet20_const_scaling"):
+        torch.manual_seed(0)
+        loaded = load_model(f"zoo:{name}", weights="random")
+        models.append(response_std_module.measure(loaded, Executor(loaded.topology), data, batch_size=8))
+    result = ResponseStdResult(models=tuple(models), n_images=8)
+    assert ResponseStdResult.from_dict(result.to_dict()) == result
+    assert [m.tensor for m in result.models] == ["conv", "conv", "norm"]
+    record = RunRecord("response-std", {"spec": "zoo:densenet40_k12"}, data.describe(), 0, "cpu", result.to_dict())
+    reading = content.reading(result, record)
+    (after_bn,) = [s for s in reading if s.startswith("Responses of resnet20_const_scaling")]
+    assert "after its BN" in after_bn
+    (raw,) = [s for s in reading if s.startswith("Responses of densenet40_k12, preact_resnet20")]
+    assert "raw 3x3 conv outputs" in raw and "pre-activation units" in raw and "DenseNet layer" in raw
+    summary = content.tables(result, record)[0]
+    assert [row[-1] for row in summary.rows] == ["3x3 conv output", "3x3 conv output", "after BN"]

@@ -6,8 +6,10 @@ Run by ``nox -s browser``; by hand:
     python tests/browser/check_report.py --report probe-reports/lesion-.../report.html
 
 Without ``--report`` it first builds a sample lesion report (random-weight resnet20, digits,
-64 images). Chromium runs with plain flags only: ``--dump-dom`` on a copy of the report with
-a small probe script appended (it writes every figure's rendered size into the DOM),
+64 images) and, with ``--index``, the demo on its first 64 images (its digits nets trained
+first where the cache lacks them) to check the demo's index page as well: no console errors,
+every link leads to a file, a screenshot. Chromium runs with plain flags only: ``--dump-dom``
+on a copy of the report with a small probe script appended (it writes every figure's rendered size into the DOM),
 ``--enable-logging=stderr`` for console messages, ``--screenshot`` for the picture. Exit
 code 0 when the page logs no console error and every figure SVG has a non-zero size.
 """
@@ -86,6 +88,31 @@ def build_sample(out: Path) -> Path:
     return run / "report.html"
 
 
+def build_demo(out: Path) -> Path:
+    """``resnet-probe demo --limit 64`` under ``out``; its index page."""
+    run = out / "demo"
+    cmd = [sys.executable, "-m", "resnet_probe.cli.app", "demo", "--limit", "64", "--device", "cpu", "--out", str(run),
+           "--force"]
+    subprocess.run(cmd, check=True)
+    return run / "index.html"
+
+
+def check_index(binary: str, index: Path, work: Path, shot: Path) -> list[str]:
+    """Problems of the demo's index page: console errors, links to missing files, no screenshot."""
+    _, height, errors = probe(binary, index, work)
+    problems = [f"index console error: {e}" for e in errors]
+    links = re.findall(r'href="([^"#:]+)"', index.read_text(encoding="utf-8"))
+    if not links:
+        problems.append("the index links to no report")
+    problems += [f"index links to a missing file: {href}" for href in links if not (index.parent / href).exists()]
+    chromium(binary, work / "profile-index", f"--window-size={WIDTH},{max(height, 600)}", f"--screenshot={shot}",
+             index.as_uri())
+    if not shot.exists() or shot.stat().st_size == 0:
+        problems.append("chromium wrote no screenshot of the index")
+    print(f"index: {index} ({len(links)} links); page height {height}px; screenshot: {shot}")
+    return problems
+
+
 def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """One headless Chromium call with its own throw-away profile."""
     cmd = [binary, *FLAGS, f"--user-data-dir={profile}", *args]
@@ -145,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="an existing report.html (default: build a sample)")
     parser.add_argument("--out", type=Path, help="where the sample and the screenshot go (default: a temp dir)")
     parser.add_argument("--chromium", default=shutil.which("chromium") or CHROMIUM)
+    parser.add_argument("--index", action="store_true", help="also build the demo (64 images) and check its index")
     args = parser.parse_args(argv)
     if not Path(args.chromium).exists():
         raise SystemExit(f"no Chromium at {args.chromium}: apt-get install -y chromium")
@@ -160,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             args.chromium, work / "profile-shot", f"--window-size={WIDTH},{max(height, 600)}",
             f"--screenshot={shot}", report.as_uri(),
         )
-    problems = [f"console error: {e}" for e in errors]
+        index_problems = check_index(args.chromium, build_demo(out), work, out / "index.png") if args.index else []
+    problems = [f"console error: {e}" for e in errors] + index_problems
     figures = [s for s in sizes if s[0] == "FIGURE"]
     if not figures:
         problems.append("no <svg> figure in the report")

@@ -54,4 +54,4 @@ def test_flags_show_no_value_placeholder_in_help(capsys: pytest.CaptureFixture[s
     for command in [None, *COMMANDS, "eval", "std-report", "train-report"]:
         text = run_cli(capsys, *([command] if command else []), "--help").out
         assert "--help" in text and "<bool>" not in text, command
-    assert "<int>" in run_cli(capsys, "lesion", "--help").out  # options that take a value still show its type
+    assert "<str>" in run_cli(capsys, "lesion", "--help").out  # options that take a value still show its type

@@ -440,3 +440,70 @@ def test_folder_workers_kept_by_the_source(tmp_path: Path) -> None:
     inline = [y for _, y in load_data(data=root, image_size=8).batches(4)]
     assert [t.tolist() for t in ours] == [t.tolist() for t in inline] == [[0, 0, 0, 1], [1, 1]]
     _one_line_error("workers must be 0 or more", data=root, workers=-1)
+
+
+# --- the validating readers ---------------------------------------------------------------
+
+
+def test_npz_statistics_are_the_whole_files_whatever_the_limit(cifar_npz: Path) -> None:
+    from resnet_probe.data.source import channel_stats
+
+    full = load_data(data=cifar_npz)
+    mean, std = channel_stats(full.images)
+    assert full.default_preprocessing.mean == pytest.approx(mean, abs=1e-12)
+    assert full.default_preprocessing.std == pytest.approx(std, abs=1e-12)
+    some = load_data(data=cifar_npz, limit=10)
+    assert len(some) == 10 and some.default_preprocessing == full.default_preprocessing
+    assert torch.equal(some.images, full.images[:10]) and torch.equal(some.labels, full.labels[:10])
+
+
+def test_npz_in_fortran_order_or_big_endian_reads_the_same(tmp_path: Path, cifar_npz: Path) -> None:
+    with np.load(cifar_npz) as f:
+        images, labels = f["images"][:12], f["labels"][:12]
+    _save_npz(tmp_path / "f.npz", images=np.asfortranarray(images), labels=labels.astype(">i4"))
+    c, fortran = load_data("cifar10", cifar_npz, limit=12), load_data("cifar10", tmp_path / "f.npz", limit=5)
+    assert torch.equal(fortran.images, c.images[:5]) and torch.equal(fortran.labels, c.labels[:5])
+
+
+def test_npz_sizes_checked_against_the_header_before_reading(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    def npy(shape: tuple[int, ...], descr: str, payload: bytes) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+        return buf.getvalue() + payload
+
+    # a well-formed archive whose header claims 9000 images: it holds the bytes of 4
+    with zipfile.ZipFile(tmp_path / "lies.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("images.npy", npy((9000, 8, 8, 3), "|u1", bytes(4 * 192)))
+        zf.writestr("labels.npy", npy((9000,), "<i8", bytes(4 * 8)))
+    msg = _one_line_error("truncated or corrupt", data=tmp_path / "lies.npz")
+    assert "'images' claims uint8 (9000, 8, 8, 3) (1.7 MB) but the archive holds 768 bytes of it" in msg
+
+
+def test_npz_labels_wider_than_int64_are_named_as_they_are(tmp_path: Path) -> None:
+    path = _save_npz(tmp_path / "u.npz", images=np.zeros((2, 8, 8, 3), np.uint8),
+                     labels=np.array([1, 2**64 - 1], np.uint64))
+    msg = _one_line_error("18446744073709551615", data=path)
+    assert "-1" not in msg and "below 100000" in msg
+    assert load_data(data=_save_npz(tmp_path / "w.npz", images=np.zeros((2, 8, 8, 3), np.uint8),
+                                    labels=np.array([1, 12], np.uint64))).num_classes == 13
+
+
+def test_available_memory_is_known_here() -> None:
+    from resnet_probe.data.npz import available_memory
+
+    free = available_memory()
+    assert free is None or free > 0
+
+
+def test_image_folder_names_an_undecodable_image(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "pets", ["cat", "dog"], per_class=2)
+    (root / "dog" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # a PNG signature, then nothing
+    src = load_data(data=root)
+    for workers in (0, 1):
+        with pytest.raises(DataError) as e:
+            list(src.batches(2, workers=workers))
+        msg = str(e.value)
+        assert "\n" not in msg and f"cannot decode {root / 'dog' / '9.png'} (" in msg and "repair or remove" in msg

@@ -256,3 +256,64 @@ def test_hostile_pickle_is_refused(tmp_path: Path, how: str) -> None:
     _assert_one_line(exc)
     assert "refused to load" in str(exc.value) and "weights_only=True" in str(exc.value)
     assert not marker.exists()
+
+
+# --- weights that load but mean nothing; the weights' own digest ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("poison", "fragment"),
+    [
+        (lambda sd: sd.update({"layer3.2.conv1.weight": sd["layer3.2.conv1.weight"] * float("nan")}),
+         "NaN or Inf in layer3.2.conv1.weight; expected finite weights"),
+        (lambda sd: sd.update({"bn1.running_var": torch.full_like(sd["bn1.running_var"], float("inf"))}),
+         "NaN or Inf in bn1.running_var"),
+        (lambda sd: sd.update({k: v.long() for k, v in sd.items() if v.is_floating_point()}),
+         "non-floating weights: conv1.weight (torch.int64), bn1.weight (torch.int64), bn1.bias (torch.int64), ..."),
+        (lambda sd: sd.update({"linear.bias": sd["linear.bias"] > 0}),
+         "non-floating weights: linear.bias (torch.bool)"),
+    ],
+    ids=["nan", "inf-buffer", "int64", "bool"],
+)
+def test_meaningless_weights_are_refused(poison: object, fragment: str) -> None:
+    from resnet_probe.models.checkpoints import check_weights
+
+    model = _model()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    poison(sd)  # type: ignore[operator]
+    with pytest.raises(CheckpointError) as exc:
+        check_weights(model, sd, "checkpoint x.pt")
+    _assert_one_line(exc)
+    assert str(exc.value).startswith("checkpoint x.pt holds ") and fragment in str(exc.value)
+    check_weights(model, model.state_dict(), "fine")  # float16/32/64 and integer step counters pass
+    check_weights(model, {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, "half")
+
+
+def test_tensor_digest_ignores_the_file_format(fixtures_dir: Path, tmp_path: Path) -> None:
+    from resnet_probe.models.checkpoints import tensors_sha256
+    from resnet_probe.models.weights import PUBLISHED, identify
+
+    th = read_checkpoint(fixtures_dir / "resnet20-12fca82f.th")
+    save_file({k: v.contiguous() for k, v in th.state_dict.items()}, str(tmp_path / "copy.safetensors"))
+    model = _model()
+    apply_state_dict(model, th.state_dict, "fixture")
+    torch.save(model.state_dict(), tmp_path / "resaved.pt")  # now with BatchNorm step counters
+    digests = {tensors_sha256(read_checkpoint(p).state_dict)
+               for p in (fixtures_dir / "resnet20-12fca82f.th", tmp_path / "copy.safetensors", tmp_path / "resaved.pt")}
+    entry = PUBLISHED[("resnet20", "cifar10")]
+    assert digests == {entry.tensors_sha256}
+    copy = read_checkpoint(tmp_path / "copy.safetensors")
+    assert copy.preprocessing is None  # the file alone does not say how it normalises...
+    assert identify("resnet20", copy.sha256, lambda: tensors_sha256(copy.state_dict)) is entry  # ...the table does
+    assert identify("resnet56", copy.sha256, lambda: tensors_sha256(copy.state_dict)) is None
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in th.state_dict.items()}
+    assert identify("resnet20", "0" * 64, lambda: tensors_sha256(other)) is None
+
+
+def test_every_shipped_file_has_its_tensor_digest() -> None:
+    from resnet_probe.models.checkpoints import tensors_sha256
+    from resnet_probe.models.weights import PUBLISHED
+
+    for w in PUBLISHED.values():
+        if w.path is not None:
+            assert tensors_sha256(read_checkpoint(w.path).state_dict) == w.tensors_sha256, w.file_name

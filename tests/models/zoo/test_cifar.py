@@ -55,22 +55,28 @@ def build(name: str, num_classes: int = 10) -> Any:
     return get_entry(name).builder(num_classes=num_classes)
 
 
+def _of_family(pattern: str, family: str) -> list[str]:
+    return [n for n in list_models(pattern) if get_entry(n).family == family]
+
+
 def test_list_resnets_in_natural_order() -> None:
     expected = [f"resnet{d}{suffix}" for d in DEPTHS for suffix in ("", "_b", "_c")]
-    assert list_models("resnet*") == expected
-    assert list_models("resnet*")[:4] == ["resnet20", "resnet20_b", "resnet20_c", "resnet32"]
+    assert _of_family("resnet*", "cifar-resnet") == expected
+    assert list_models("resnet*")[:4] == ["resnet20", "resnet20_b", "resnet20_bn_after_add", "resnet20_c"]
 
 
 def test_list_plain_and_preact() -> None:
     assert list_models("plain*") == ["plain20", "plain32", "plain44", "plain56", "plain110"]
-    assert list_models("preact_*") == ["preact_resnet20", "preact_resnet56", "preact_resnet110"]
-    assert len(list_models("*")) >= 26
+    assert _of_family("preact_*", "cifar-preact") == [f"preact_resnet{d}" for d in DEPTHS]
+    assert len(list_models("*")) == 87
 
 
 def test_families() -> None:
-    assert {get_entry(n).family for n in list_models("resnet*")} == {"cifar-resnet"}
+    assert {get_entry(n).family for n in list_models("resnet*")} == {
+        "cifar-resnet", "cifar-resnet-variant", "cifar-bottleneck"
+    }
     assert {get_entry(n).family for n in list_models("plain*")} == {"cifar-plain"}
-    assert {get_entry(n).family for n in list_models("preact_*")} == {"cifar-preact"}
+    assert {get_entry(n).family for n in list_models("preact_*")} == {"cifar-preact", "cifar-preact-bottleneck"}
     assert get_entry("resnet110").description.startswith("ResNet-110")
 
 
@@ -80,7 +86,10 @@ def test_duplicate_registration_raises() -> None:
     assert get_entry("resnet20").units == 9
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if "1202" not in n])
+HE_2015 = ("cifar-resnet", "cifar-plain", "cifar-preact")
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if "1202" not in n and get_entry(n).family in HE_2015])
 def test_param_count_every_model(name: str) -> None:
     model = build(name)
     n = model.n

@@ -150,14 +150,18 @@ def test_variant_resnet_forward(variant: str) -> None:
     assert out.shape == (2, 10) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("variant", ["original", "full_preact", "relu_preact"])
+@pytest.mark.parametrize("variant", im.VARIANTS)
 def test_variant_resnet_reference(variant: str) -> None:
     torch.manual_seed(3)
     model = randomise_bn(im.variant_resnet(14, variant), seed=4).eval()
+    for block in model.blocks:
+        if block.gate is not None:
+            with torch.no_grad():  # both sides of every gate matter in the check
+                block.gate.bias.uniform_(-2.0, 1.0)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         h = _conv(model.conv1, x)
-        if variant == "original":
+        if variant not in im.PREACT_VARIANTS:
             h = F.relu(_bn(model.bn1, h))
         elif variant == "relu_preact":
             h = _bn(model.bn1, h)

@@ -1,0 +1,131 @@
+"""Whole processes, side by side: a single-delete sweep as a plain PyTorch loop and as `resnet-probe lesion`.
+
+    python benchmarks/cli_vs_loop.py --model resnet56 --rounds 1
+
+The case of the issue: akamaster's trained ResNet-56 (shipped) on the 846 shipped CIFAR-10 test
+images. Each method runs as its own process and is timed from outside (imports, loading,
+rendering: what a user waits for); inside, each also reports its run alone (the loop's sweep;
+resnet-probe's ``wall_time_s``: opening the data and the model, and the sweep). For every
+method the table gives the total, the compute, the ratio against the plain loop, the FLOPs it
+executed (``torch.utils.flop_counter`` on one image of the same work) and the GFLOP/s that
+makes, against the peak this machine reaches in a large matmul of that precision (measured
+here, not a datasheet number). The bound is what prefix sharing alone allows: the loop's
+FLOPs over the shared sweep's. Exits non-zero when a configuration's correct count differs
+from the loop's by more than one image (fp32) or an accuracy by more than one point (bf16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+HERE = Path(__file__).resolve().parent
+
+
+def whole(cmd: list[str]) -> float:
+    """Seconds one process takes from start to exit."""
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def sweep_flops(model: str) -> tuple[float, float]:
+    """FLOPs per image of the plain loop (every configuration a full forward) and of the shared sweep."""
+    from resnet_probe.executor import Executor, Plan
+    from resnet_probe.models.load import load_model
+
+    loaded = load_model(f"zoo:{model}", dataset="cifar10-sample")
+    ex = Executor(loaded.topology, "cpu")
+    plans = [Plan()] + [Plan.delete(i) for i in range(ex.n_units)]
+    x = torch.randn(1, 3, 32, 32)
+    with FlopCounterMode(display=False) as full:
+        ex.forward(x)
+    with FlopCounterMode(display=False) as shared:
+        ex.run_plans(x, plans, lambda z: z)
+    # The loop deletes a branch by skipping it: its passes cost a full forward less one branch.
+    branch = []
+    for i in range(ex.n_units):
+        with FlopCounterMode(display=False) as one:
+            ex.forward(x, Plan.delete(i))
+        branch.append(one.get_total_flops())
+    return float(full.get_total_flops() + sum(branch)), float(shared.get_total_flops())
+
+
+def peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a large matmul: the most this machine's torch reaches in this precision."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the loop and the CLI (fp32, bf16) as processes; print the table; check the counts."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet56", choices=("resnet20", "resnet56"))
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the best total counts")
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="probe-bench-"))
+    loop_json = tmp / "loop.json"
+    methods = {
+        "plain loop fp32": [sys.executable, str(HERE / "plain_lesion_loop.py"), "--model", args.model,
+                            "--json", str(loop_json)],
+        "resnet-probe fp32": [sys.executable, "-m", "resnet_probe.cli.app", "lesion", "--model", args.model,
+                              "--dataset", "cifar10-sample", "--out", str(tmp / "fp32"), "--force"],
+        "resnet-probe bf16": [sys.executable, "-m", "resnet_probe.cli.app", "lesion", "--model", args.model,
+                              "--dataset", "cifar10-sample", "--precision", "bf16", "--out", str(tmp / "bf16"),
+                              "--force"],
+    }
+    totals: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.rounds):
+        for name, cmd in methods.items():
+            totals[name].append(whole(cmd))
+    loop = json.loads(loop_json.read_text())
+    base_counts = loop["counts"]
+    compute = {"plain loop fp32": float(loop["seconds"])}
+    counts: dict[str, dict[str, int]] = {"plain loop fp32": base_counts}
+    for name, folder in (("resnet-probe fp32", "fp32"), ("resnet-probe bf16", "bf16")):
+        doc = json.loads((tmp / folder / "results.json").read_text())
+        res = doc["result"]
+        counts[name] = {"baseline": res["baseline"]["correct"]} | {
+            str(c["deleted"][0]): c["correct"] for c in res["configs"]
+        }
+        compute[name] = float(doc["wall_time_s"])  # the run itself: data, model, sweep (no imports, no report)
+    loop_flops, shared_flops = sweep_flops(args.model)
+    images = 846
+    peaks = {"fp32": peak_gflops(torch.float32), "bf16": peak_gflops(torch.bfloat16)}
+    print(f"{args.model}, 846 CIFAR-10 images, single-delete sweep ({len(base_counts)} configurations); "
+          f"{torch.get_num_threads()} threads; matmul peak fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(f"prefix-sharing bound: {loop_flops / shared_flops:.2f}x fewer FLOPs than the loop")
+    print(f"{'method':<20} {'total s':>8} {'compute s':>10} {'ratio':>6} {'GFLOP':>7} {'GFLOP/s':>8} {'of peak':>8}")
+    loop_total = min(totals["plain loop fp32"])
+    failed = False
+    for name in methods:
+        flops = (loop_flops if name.startswith("plain") else shared_flops) * images / 1e9
+        rate = flops / compute[name]
+        peak = peaks["bf16" if "bf16" in name else "fp32"]
+        total = min(totals[name])
+        print(f"{name:<20} {total:>8.2f} {compute[name]:>10.2f} {loop_total / total:>5.2f}x {flops:>7.0f} "
+              f"{rate:>8.1f} {100 * rate / peak:>7.1f}%")
+        diffs = [abs(counts[name][k] - base_counts[k]) for k in base_counts]
+        limit = 1 if "fp32" in name else 0.01 * images
+        print(f"{'':<20} counts vs the loop: max difference {max(diffs)} images "
+              f"(allowed {limit:g}); overhead {total - compute[name]:.2f} s")
+        failed |= max(diffs) > limit
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The bounds of every number a run takes, in one place: the CLI states them in --help and checks them first.
+
+Torch-free on purpose, like :mod:`resnet_probe.settings`: the CLI builds its options from here.
+"""
+
+from __future__ import annotations
+
+#: largest --seed: numpy's legacy seeding takes < 2**32, torch < 2**64, so seed + small offsets fit both
+MAX_SEED = 2**32 - 1
+#: largest sample count per k (lesion --random-k, reorder) or per path length (gradients), as reorder's --swaps
+MAX_SAMPLES = 10_000
+#: largest --batch-size
+MAX_BATCH_SIZE = 65_536
+#: largest --workers (decoding processes)
+MAX_WORKERS = 64
+#: most classes a data file may label (ImageNet-21k has 21,841)
+MAX_CLASSES = 100_000
+
+
+def describe(low: float | None, high: float | None) -> str:
+    """A range as the error lines and README state it: ``0 <= x <= 4294967295``."""
+    if low is None:
+        return f"x <= {high}"
+    if high is None:
+        return f"x >= {low}"
+    return f"{low} <= x <= {high}"
