@@ -35,9 +35,10 @@ def run_command(
     name: str, settings: RunSettings, options: dict[str, Any], *, compare: Sequence[str] = ()
 ) -> tuple[RunRecord, Result]:
     """Run the analysis called ``name`` into its run directory with a progress bar; say where it went."""
+    from resnet_probe.cli import preload
     from resnet_probe.cli.training import train_missing
 
-    from resnet_probe import distributed, preload
+    from resnet_probe import distributed
     from resnet_probe.plugins import get_analysis
     from resnet_probe.runner import run_analysis
 

@@ -66,7 +66,8 @@ def _collate(items: list[tuple[torch.Tensor | None, int, str, str]]) -> tuple[An
     for _x, _y, path, reason in items:
         if reason:
             return path, reason
-    return torch.stack([x for x, *_ in items if x is not None]), torch.tensor([y for _, y, *_ in items], dtype=torch.int64)
+    images = torch.stack([x for x, *_ in items if x is not None])
+    return images, torch.tensor([y for _, y, *_ in items], dtype=torch.int64)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -121,7 +121,8 @@ def test_a_model_missing_on_digits_is_trained_first_unless_no_train(capsys, tmp_
 
     r = run_cli(capsys, "lesion", "--model", "resnet20", "--delete", "3", *small, "--out", tmp_path / "b")
     assert r.code == 0, r.err
-    assert "training 1 model(s) on digits first (no cached checkpoint; --no-train refuses): resnet20" in " ".join(r.out.split())
+    said = " ".join(r.out.split())
+    assert "training 1 model(s) on digits first (no cached checkpoint; --no-train refuses): resnet20" in said
     ckpt = cache.find_trained("resnet20", "digits")
     doc = json.loads((tmp_path / "b" / "results.json").read_text())
     assert ckpt is not None and doc["model"]["checkpoint"] == str(ckpt) and doc["model"]["weights"] == "cache"

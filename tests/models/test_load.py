@@ -46,7 +46,7 @@ def test_akamaster_fixture_via_checkpoint(fixtures_dir: Path) -> None:
     assert lm.spec == parse("zoo:resnet20")
     assert lm.num_classes == 10 and lm.topology.n_units == 9
     assert not lm.model.training
-    assert lm.preprocessing == Preprocessing(IMAGENET_MEAN, IMAGENET_STD, None, "checkpoint")
+    assert lm.preprocessing == Preprocessing(IMAGENET_MEAN, IMAGENET_STD, None, "weights")
     assert lm.checkpoint_sha256 is not None and lm.checkpoint_sha256.startswith("12fca82f")
     assert lm.checkpoint == str(fixtures_dir / FIXTURE)
     assert lm.metadata["weights"] == "checkpoint"
