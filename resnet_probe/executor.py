@@ -13,16 +13,22 @@ Speed options, all off on the CPU by default and none changing what is computed:
   idle at one batch per call). Per-plan results equal the unstacked ones up to the
   convolution's own batch-size-dependent rounding (bit-identical on the CPU in our tests).
 - ``channels_last``: model copy and inputs in NHWC, the layout tensor cores want. It pays on
-  this project's 2-core CPU as well (oneDNN, resnet56 single-delete sweep of 512 images:
-  22.9 s NCHW vs 15.4 s NHWC with 2 threads, 38.8 vs 34.0 s with 1), but it runs a private
-  copy, so hooks on the caller's modules see nothing and logits move by float rounding
-  (~1e-5): ask for it with ``channels_last=True``; only CUDA turns it on by itself.
+  this project's 2-core Xeon as well (oneDNN; a ResNet-56 forward of 256 CIFAR images,
+  measured in issue #17: 0.70 s NCHW against 0.59 s NHWC in fp32), but it runs a private copy, so hooks on the
+  caller's modules see nothing and logits move by float rounding (~1e-5). The Python API asks
+  for it with ``channels_last=True`` (only CUDA turns it on by itself); the CLI's runner, which
+  owns its model, runs NHWC with BatchNorm folded into the convolutions by default
+  (:func:`resnet_probe.runner.make_executor`).
 - ``compile``: ``torch.compile`` of every unit's residual branch.
-- ``precision``: autocast to bf16 or fp16. Documented tolerance of bf16 against fp32 (tests/
-  test_executor_speed_features.py): logits within 0.5 in absolute value, accuracy within 1
-  percentage point; measured on the CPU with the trained ResNet-20 and the 846 fixture images:
-  0.32 at most (logits up to 40), 2 predictions flip, 778 correct against 776. fp32 stays the
-  default: on a CPU without AVX-512 bf16 convolutions are emulated and 25x slower.
+- ``precision``: autocast to bf16 or fp16, never chosen by the executor itself. Documented
+  tolerance of bf16 against fp32 (tests/test_executor_speed_features.py): logits within 0.5 in
+  absolute value, accuracy within 1 percentage point; measured on the CPU with the trained
+  ResNet-20 and the 846 shipped images: 0.32 at most (logits up to 40), 2 predictions flip, 778
+  correct against 776. On CPUs with AVX512-BF16 / AMX (this project's machines) bf16
+  convolutions are native and fast: a ResNet-56 forward of 256 images takes 0.39 s NCHW,
+  0.26 s NHWC, against 0.70 / 0.59 s in fp32 (issue #17); the single-delete sweep of the shipped ResNet-56
+  on 846 images moves no count by more than 4 images (0.5 points). On CPUs without them bf16
+  is emulated and slow: measure before you choose it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from matplotlib.axes import Axes
-from resnet_probe.reports.content import Figure, Table, register
+from resnet_probe.reports.content import Figure, Table, level_value, p_text, register
 
 from resnet_probe.analyses.response_std import ModelStd, ResponseStdResult
 from resnet_probe.results import RunRecord
@@ -140,14 +140,22 @@ def response_std_reading(result: ResponseStdResult, record: RunRecord) -> list[s
             continue
         twin = plain[res.depth]
         smaller = mean[res.spec] < mean[twin.spec]
+        from scipy.stats import mannwhitneyu  # scipy.stats takes a while to import: only here
+
+        # Every comparison a test: are the two nets' layer stds drawn from one distribution?
+        p = float(mannwhitneyu(res.stds, twin.stds, alternative="two-sided").pvalue)
+        differ = p < 1 - level_value(record)
+        verdict = (
+            ("as He et al. report, the residual functions are closer to zero than the plain layers."
+             if smaller else "He et al. report the opposite (smaller responses in ResNets).")
+            if differ
+            else "the two sets of layer stds do not differ significantly, so these nets neither support nor "
+            "contradict He et al.'s finding."
+        )
         sentences.append(
             f"{_label(res)} responds {'more weakly' if smaller else 'more strongly'} than its plain twin "
-            f"{_label(twin)} ({mean[res.spec]:.3f} vs {mean[twin.spec]:.3f} mean std); "
-            + (
-                "as He et al. report, the residual functions are closer to zero than the plain layers."
-                if smaller
-                else "He et al. report the opposite (smaller responses in ResNets)."
-            )
+            f"{_label(twin)} ({mean[res.spec]:.3f} vs {mean[twin.spec]:.3f} mean std over "
+            f"{len(res.stds)} and {len(twin.stds)} layers; Mann–Whitney p = {p_text(p)}): {verdict}"
         )
     residual = sorted((m for m in models if m.residual and m.depth), key=lambda m: m.depth or 0)
     if len(residual) > 1:

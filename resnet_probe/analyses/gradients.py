@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 from resnet_probe import distributed
 from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.lesion import check_samples
 from resnet_probe.analyses.paths import shortest_window
 from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
@@ -312,8 +313,7 @@ class GradientsAnalysis(Analysis):
         """Sample ``samples`` paths per length in ``k`` (default 0..n) and summarise them."""
         if options:
             raise PlanError(f"gradients takes no option {sorted(options)[0]!r}; valid: samples, k, share")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise PlanError(f"--samples {samples!r}: must be a whole number of at least 1")
+        check_samples(samples, "--samples")
         if not 0 < share <= 1:
             raise PlanError(f"--share {share}: must lie in (0, 1], e.g. 0.9")
         data = ctx.require_data(self.name)

@@ -300,3 +300,13 @@ def test_adaptive_lesion_on_the_real_resnet20_brackets_the_full_data_accuracies(
         assert c.n % 64 == 0 or c.n == 846
     frame = result.to_frame()
     assert sorted(frame["n"][frame["kind"] == "set"]) == sorted(c.n for c in result.configs)
+
+
+def test_sample_counts_are_bounded_in_the_api_as_on_the_cli(resnet20: LoadedModel) -> None:
+    from resnet_probe.analyses.gradients import GradientsAnalysis
+
+    for bad in (0, 10_001, 10**12):
+        with pytest.raises(PlanError, match=r"samples .*1 <= x <= 10000"):
+            LesionAnalysis().run(_ctx(resnet20), random_k="1:2", samples=bad)
+        with pytest.raises(PlanError, match=r"--samples .*1 <= x <= 10000"):
+            GradientsAnalysis().run(_ctx(resnet20), samples=bad)

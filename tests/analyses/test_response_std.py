@@ -284,3 +284,27 @@ def test_report_says_which_tensor_was_taken() -> None:
     assert "raw 3x3 conv outputs" in raw and "pre-activation units" in raw and "DenseNet layer" in raw
     summary = content.tables(result, record)[0]
     assert [row[-1] for row in summary.rows] == ["3x3 conv output", "3x3 conv output", "after BN"]
+
+
+def test_the_plain_vs_residual_reading_rests_on_a_mann_whitney_test() -> None:
+    from scipy.stats import mannwhitneyu
+
+    from resnet_probe.analyses.response_std import LayerStd, ModelStd, ResponseStdResult
+    from resnet_probe.reports import content
+    from resnet_probe.results import RunRecord
+
+    def model(spec: str, residual: bool, stds: list[float]) -> ModelStd:
+        layers = tuple(LayerStd(f"u{i}", f"l{i}", s, (s,)) for i, s in enumerate(stds))
+        return ModelStd(spec, "resnet" if residual else "plain", 20, residual, None, layers, tensor="norm")
+
+    plain = [1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.4]
+    apart = ResponseStdResult((model("zoo:plain20", False, plain), model("zoo:resnet20", True, [0.5] * 8)), 16)
+    close = ResponseStdResult(
+        (model("zoo:plain20", False, plain), model("zoo:resnet20", True, [s + 0.05 for s in plain])), 16
+    )
+    record = RunRecord("response-std", {"spec": "zoo:plain20"}, None, 0, "cpu", {})
+    text = " ".join(content.reading(apart, record))
+    p = mannwhitneyu([0.5] * 8, plain, alternative="two-sided").pvalue
+    assert f"Mann–Whitney p = {p:.3g}" in text and "as He et al. report" in text
+    text = " ".join(content.reading(close, record))
+    assert "do not differ significantly, so these nets neither support nor contradict" in text

@@ -132,3 +132,15 @@ def test_a_model_missing_on_digits_is_trained_first_unless_no_train(capsys, tmp_
     assert r.code == 0 and "training" not in r.out  # the cached one is used
     again = json.loads((tmp_path / "c" / "results.json").read_text())
     assert again["result"] == doc["result"]
+
+
+def test_a_taken_out_is_refused_before_any_training(capsys, tmp_path: Path, monkeypatch) -> None:
+    from resnet_probe.models import cache
+
+    monkeypatch.setenv("RESNET_PROBE_HOME", str(tmp_path / "home"))
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "results.json").write_text("{}")
+    r = run_cli(capsys, "lesion", "--model", "resnet20", "--delete", "3", "--out", taken)
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "--force" in r.err
+    assert "training" not in r.out and cache.find_trained("resnet20", "digits") is None
