@@ -72,6 +72,14 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/cli_vs_loop.py", "--model", "resnet20")
 
 
+@nox.session(venv_params=VENV, default=False)
+def catalogue(session: nox.Session) -> None:
+    """Every timm / torchvision architecture with residual additions: how many get an exact topology (long)."""
+    _install(session)
+    out = Path(session.create_tmp()) / "catalogue.jsonl"
+    session.run("python", "benchmarks/catalogue.py", "--out", str(out), *session.posargs, env={"OMP_NUM_THREADS": "1"})
+
+
 @nox.session(venv_params=VENV)
 def lint(session: nox.Session) -> None:
     """ruff over the package, CLI, reports, tests and benchmarks."""

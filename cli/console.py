@@ -40,14 +40,17 @@ def run_command(
 
     from resnet_probe import distributed
     from resnet_probe.plugins import get_analysis
-    from resnet_probe.rundir import run_directory
+    from resnet_probe.rundir import claim_run_directory
     from resnet_probe.runner import run_analysis
 
     analysis = get_analysis(name)()
     if analysis.needs_weights:
-        # A mistake in --out must not cost a training first: check the run directory before.
-        run_directory(settings.out, analysis.name, settings.model, settings.force, settings.resume)
-        train_missing(settings, compare)
+
+        def check_out() -> None:  # the checks the run makes (lock, then contents), before a training
+            with claim_run_directory(settings.out, analysis.name, settings.model, settings.force, settings.resume):
+                pass
+
+        train_missing(settings, compare, before=check_out)
     preload.start()
     out_dir, record, result = run_analysis(analysis, settings, options, compare=compare, progress=rich_progress)
     if distributed.is_main():

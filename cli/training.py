@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from resnet_probe.cli.streams import err, out
 from rich.progress import (
@@ -99,7 +99,14 @@ def fit(
     return result
 
 
-def ensure_trained(specs: list[ModelSpec], dataset: str, seed: int, device: str, download: bool) -> None:
+def ensure_trained(
+    specs: list[ModelSpec],
+    dataset: str,
+    seed: int,
+    device: str,
+    download: bool,
+    before: Callable[[], None] | None = None,
+) -> None:
     """Train the missing digits models now; elsewhere name the command that trains them."""
     from resnet_probe.models.weights import published
 
@@ -117,6 +124,8 @@ def ensure_trained(specs: list[ModelSpec], dataset: str, seed: int, device: str,
         return
     if not missing:
         return
+    if before is not None:
+        before()  # e.g. check the run directory: a mistake there must not cost a training first
     out.print(
         f"training {len(missing)} model(s) on digits first (no cached checkpoint; --no-train refuses): "
         f"{', '.join(s.name for s in missing)}",
@@ -127,7 +136,9 @@ def ensure_trained(specs: list[ModelSpec], dataset: str, seed: int, device: str,
         fit(spec, train_src, test_src, dataset="digits", seed=seed, device=device)
 
 
-def train_missing(settings: RunSettings, compare: Sequence[str] = ()) -> None:
+def train_missing(
+    settings: RunSettings, compare: Sequence[str] = (), before: Callable[[], None] | None = None
+) -> None:
     """Before a run on digits: train the zoo models it names that have no weights yet."""
     on_digits = settings.data is None and (settings.dataset or "digits") == "digits"
     if not settings.train_missing or not on_digits or settings.random_init or settings.pretrained:
@@ -136,4 +147,4 @@ def train_missing(settings: RunSettings, compare: Sequence[str] = ()) -> None:
     specs += [spec for spec, checkpoint in map(parse_with_checkpoint, compare) if checkpoint is None]
     zoo = [spec for spec in specs if spec.source == "zoo"]
     if zoo:
-        ensure_trained(zoo, "digits", settings.seed, settings.device, download=False)
+        ensure_trained(zoo, "digits", settings.seed, settings.device, download=False, before=before)

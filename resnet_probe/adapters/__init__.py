@@ -13,8 +13,9 @@ from torch import nn
 from resnet_probe.errors import AdapterError
 from resnet_probe.topology import Topology
 
-# Order matters: the first adapter whose ``matches`` accepts the model builds it. The torch.fx
-# fallback accepts any module, so it comes last: only a model every named adapter refused reaches it.
+# Order matters: the first adapter whose ``matches`` accepts the model builds it. Each hand-written
+# adapter matches by module classes (the model's and its blocks'), never by name; discovery by
+# torch.fx ("fx") accepts any module, so it comes last: only a model every named adapter refused reaches it.
 ADAPTERS: tuple[str, ...] = (
     "cifar", "identity_mappings", "densenet", "vovnet", "torchvision", "timm_resnet", "timm_resnetv2", "convnext",
     "vit", "fx",

@@ -42,9 +42,11 @@ DROP_NOTE = "DropPath is part of the residual branch (identity in eval mode)."
 
 
 def matches(model: nn.Module) -> bool:
-    """Whether ``model`` is a timm ``ConvNeXt``; never imports timm."""
+    """Whether ``model`` is a timm ``ConvNeXt`` of ConvNeXtBlocks; never imports timm."""
     convnext = sys.modules.get(_MODULE)
-    return convnext is not None and isinstance(model, convnext.ConvNeXt)
+    if convnext is None or not isinstance(model, convnext.ConvNeXt):
+        return False
+    return all(type(b) is convnext.ConvNeXtBlock for stage in model.stages for b in stage.blocks)
 
 
 def build(model: nn.Module) -> Topology:

@@ -35,9 +35,15 @@ DROP_NOTE = "DropBlock / DropPath are part of the residual branch (identity in e
 
 
 def matches(model: nn.Module) -> bool:
-    """Whether ``model`` is a timm ``ResNet``; never imports timm."""
+    """Whether ``model`` is a timm ``ResNet`` of BasicBlock / Bottleneck blocks; never imports timm.
+
+    Other blocks on timm's ResNet class (ResNeSt, Res2Net, selective kernels, ...) go to discovery.
+    """
     resnet = sys.modules.get(_MODULE)
-    return resnet is not None and isinstance(model, resnet.ResNet)
+    if resnet is None or not isinstance(model, resnet.ResNet):
+        return False
+    blocks = [b for stage in (1, 2, 3, 4) for b in getattr(model, f"layer{stage}", ())]
+    return all(type(b) in (resnet.BasicBlock, resnet.Bottleneck) for b in blocks)
 
 
 def build(model: nn.Module) -> Topology:

@@ -44,9 +44,12 @@ DROP_NOTE = "DropPath is part of the residual branch (identity in eval mode)."
 
 
 def matches(model: nn.Module) -> bool:
-    """Whether ``model`` is a timm ``ResNetV2``; never imports timm."""
+    """Whether ``model`` is a timm ``ResNetV2`` of the blocks the adapter reads; never imports timm."""
     resnetv2 = sys.modules.get(_MODULE)
-    return resnetv2 is not None and isinstance(model, resnetv2.ResNetV2)
+    if resnetv2 is None or not isinstance(model, resnetv2.ResNetV2):
+        return False
+    known = (resnetv2.PreActBottleneck, resnetv2.PreActBasic, resnetv2.Bottleneck)
+    return all(type(b) in known for stage in model.stages for b in stage.blocks)
 
 
 def build(model: nn.Module) -> Topology:

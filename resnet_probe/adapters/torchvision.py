@@ -31,10 +31,14 @@ BOTTLENECK_NOTE = (
 
 
 def matches(model: nn.Module) -> bool:
-    """Whether ``model`` is a torchvision ``ResNet``."""
+    """Whether ``model`` is a torchvision ``ResNet`` of BasicBlock / Bottleneck blocks."""
     # A torchvision ResNet cannot exist unless its module is already imported.
     resnet = sys.modules.get(_MODULE)
-    return resnet is not None and isinstance(model, resnet.ResNet)
+    if resnet is None or not isinstance(model, resnet.ResNet):
+        return False
+    # Exact block types: the quantizable subclasses merge through FloatFunctional, for discovery to read.
+    blocks = [b for stage in (1, 2, 3, 4) for b in getattr(model, f"layer{stage}", ())]
+    return all(type(b) in (resnet.BasicBlock, resnet.Bottleneck) for b in blocks)
 
 
 def build(model: nn.Module) -> Topology:

@@ -55,10 +55,14 @@ DROP_NOTE = "DropPath is part of the residual branch (identity in eval mode)."
 
 
 def matches(model: nn.Module) -> bool:
-    """Whether ``model`` is a timm ``VisionTransformer`` (not a subclass); never imports timm."""
+    """Whether ``model`` is a timm ``VisionTransformer`` (not a subclass) of sequential blocks; never imports timm."""
     vit = sys.modules.get(_MODULE)
     # Exact type: subclasses (deit's distilled ViT, ...) override forward_features and head.
-    return vit is not None and type(model) is vit.VisionTransformer
+    if vit is None or type(model) is not vit.VisionTransformer:
+        return False
+    # Parallel blocks and other block classes go to discovery.
+    blocks: Any = model.blocks
+    return all(type(b) in (vit.Block, vit.ResPostBlock) for b in blocks)
 
 
 def build(module: nn.Module) -> Topology:

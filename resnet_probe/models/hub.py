@@ -1,7 +1,10 @@
-"""Build torchvision and timm ResNets by name, with their preprocessing.
+"""Build any torchvision or timm classification model by name, with its preprocessing.
 
-Only the weight download is guarded: a failure there becomes one :class:`OfflineError` line
-that points to ``--checkpoint``. Everything else (bad names, bad tags) fails before it.
+Every name the library lists is let through: which adapter reads the model (a hand-written
+one, else discovery by tracing) is decided by what the built model is, never by its name, so
+a model without residual units is refused there, in one line. Only the weight download is
+guarded: a failure there becomes one :class:`OfflineError` line that points to
+``--checkpoint``. Everything else (bad names, bad tags) fails before it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import difflib
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from fnmatch import fnmatch
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,40 +22,30 @@ from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import CheckpointError, OfflineError, UnknownModelError
 from resnet_probe.models.registry import natural_key
 
-TORCHVISION_PATTERNS: tuple[str, ...] = ("resnet*", "wide_resnet*", "resnext*")
-TIMM_MODULE = "resnet"  # timm.models.resnet: the post-activation ResNet the timm adapter reads
-# timm modules whose every model an adapter reads: resnetv2 (pre-activation), convnext.
-TIMM_MODULES: tuple[str, ...] = (TIMM_MODULE, "resnetv2", "convnext")
-# ViT modules: only the vit_* models, less those built from parallel blocks (no chain of units).
-TIMM_VIT_MODULES: tuple[str, ...] = ("vision_transformer", "vision_transformer_hybrid")
-TIMM_VIT_EXCLUDED: tuple[str, ...] = ("*_18x2_*", "*_xp_*", "*pwee_*")
-
 
 def torchvision_names() -> list[str]:
-    """torchvision models built on ``torchvision.models.ResNet``."""
+    """torchvision's classification models (``torchvision.models``, not detection or video)."""
     from torchvision import models
 
-    names = models.list_models(module=models)
-    return sorted((n for n in names if any(fnmatch(n, p) for p in TORCHVISION_PATTERNS)), key=natural_key)
+    return _familiar_first(models.list_models(module=models))
 
 
 def timm_names() -> list[str]:
-    """timm models the adapters read: ResNet, ResNetV2, ConvNeXt and chain-block ViTs."""
+    """Every timm model (``timm.list_models()``)."""
     import timm
 
-    names = {n for m in TIMM_MODULES for n in timm.list_models(module=m)}
-    for module in TIMM_VIT_MODULES:
-        names.update(
-            n for n in timm.list_models("vit_*", module=module) if not any(fnmatch(n, p) for p in TIMM_VIT_EXCLUDED)
-        )
-    # Plain resnet* first: the excerpt in error messages should show the familiar names.
+    return _familiar_first(timm.list_models())
+
+
+def _familiar_first(names: list[str]) -> list[str]:
+    """Plain resnet* first: the excerpt in error messages should show the familiar names."""
     return sorted(names, key=lambda n: (not n.startswith("resnet"), natural_key(n)))
 
 
 def build_torchvision(
     name: str, pretrained: bool, num_classes: int | None = None, tag: str | None = None
 ) -> tuple[nn.Module, Preprocessing | None]:
-    """A torchvision ResNet in eval mode; preprocessing only where named weights define it.
+    """A torchvision classification model in eval mode; preprocessing only where named weights define it.
 
     ``tag`` names a weights enum member (``IMAGENET1K_V1``); pretrained uses the default
     weights otherwise. A tag without ``pretrained`` only selects the preprocessing.
@@ -107,7 +99,7 @@ def _tv_weights(name: str, tag: str | None) -> Any:
 def build_timm(
     name: str, tag: str | None, pretrained: bool, num_classes: int | None = None
 ) -> tuple[nn.Module, Preprocessing]:
-    """A timm model (ResNet, ResNetV2, ConvNeXt, ViT) in eval mode with its data config as preprocessing.
+    """Any timm model in eval mode with its data config as preprocessing.
 
     Example:
         >>> model, prep = build_timm("resnet50", "a1_in1k", pretrained=False)
@@ -116,14 +108,8 @@ def build_timm(
     import timm.models
 
     spec = f"timm:{name}" + (f".{tag}" if tag else "")
-    supported = timm_names()
     if not timm.is_model(name):
-        raise UnknownModelError(_unknown("timm", "timm", name, supported))
-    if name not in supported:
-        raise UnknownModelError(
-            f"{spec} is not in a family the timm adapters read (resnet*, resnetv2*, convnext*, vit_* with "
-            f"sequential blocks); supported: {_few(supported)}"
-        )
+        raise UnknownModelError(_unknown("timm", "timm", name, timm_names()))
     tags = [t.partition(".")[2] for t in timm.list_models(f"{name}.*", include_tags=True)]
     if tag is not None and tag not in tags:
         raise UnknownModelError(f"unknown tag {spec}; valid tags: {', '.join(tags) or '(none)'}")

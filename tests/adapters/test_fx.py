@@ -186,6 +186,34 @@ class GlobalSkip(nn.Module):
         return x + y
 
 
+class CrossStage(nn.Module):
+    """A CSP stage: residual units on one half of the channels while the other half waits for the concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.f = nn.Linear(4, 2), nn.Linear(4, 2), nn.Linear(2, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.a(x), self.b(x)
+        b = b + self.f(b)
+        return torch.cat([a, b], 1)
+
+
+@pytest.mark.parametrize(
+    ("model", "inner"), [(Nested(), "1 residual addition closes"), (GlobalSkip(), "2 residual additions close")]
+)
+def test_residuals_that_close_no_unit_stay_inside_the_unit_that_holds_them(model: nn.Module, inner: str) -> None:
+    """A residual inside a residual branch (or a skip over two units) is part of the one unit around it."""
+    topo = adapter.build(model)
+    assert topo.n_units == 1 and topo.units[0].shortcut_kind == "identity"
+    note = next(n for n in topo.notes if "no unit" in n)
+    assert note.startswith(inner) and "inside residual branches, as part of them" in note and "in unit unit0" in note
+    x = rows()
+    with torch.no_grad():
+        assert torch.equal(topo.forward(x), model(x))
+        assert torch.equal(topo.units[0].forward_deleted(x), x)
+
+
 class Branchy(nn.Module):
     """Python control flow on a tensor value: not traceable."""
 
@@ -219,6 +247,23 @@ class Twins(nn.Module):
         return self.a(x) + self.b(x)
 
 
+class SizeCarried(nn.Module):
+    """Token units that carry the grid size (H, W) of an earlier map past their additions (PVT, Twins)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 4, 2, stride=2)
+        self.f, self.g = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.embed(x)
+        h, w = x.shape[2:]
+        x = x.flatten(2).transpose(1, 2)
+        x = x + self.f(x)
+        x = x + self.g(x)
+        return x.transpose(1, 2).reshape(x.shape[0], 4, h, w)
+
+
 class Pair(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -231,11 +276,10 @@ class Pair(nn.Module):
 @pytest.mark.parametrize(
     ("model", "reason"),
     [
-        (Nested(), "do not form a chain of units"),
-        (GlobalSkip(), "do not form a chain of units"),
-        (Branchy(), "torch.fx cannot trace it"),
+        (CrossStage(), "no addition closes a unit: add in the model's own forward is one, but the output of a"),
+        (Branchy(), "torch.fx cannot trace Branchy.forward itself (TraceError: symbolically traced variables"),
         (TwoInputs(), "forward takes more than one input ('y' has no default)"),
-        (Twins(), "cannot tell the shortcut from the residual branch"),
+        (Twins(), "no addition closes a unit"),  # a(x) + b(x): two parallel branches, no residual unit
         (Pair(), "returns a tuple"),
         (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), "no addition of two computed values"),
     ],
@@ -247,3 +291,119 @@ def test_refusals_are_one_line(model: nn.Module, reason: str) -> None:
     assert isinstance(exc.value, ProbeError) and "\n" not in message
     assert message.startswith(f"could not find residual units in {type(model).__name__} by tracing: ")
     assert reason in message and message.endswith("write an adapter (see resnet_probe/adapters/)")
+
+
+class Gate(nn.Module):
+    """Python control flow on a tensor value inside a submodule: fx cannot trace into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.f(x) if x.sum() > -1e9 else -self.f(x)
+
+
+class WithGate(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.gate, self.b = nn.Linear(4, 4), Gate(), nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.a(x)
+        x = x + self.gate(torch.relu(x))
+        return x + self.b(x)
+
+
+def test_a_submodule_fx_cannot_trace_runs_whole_and_is_named() -> None:
+    model = WithGate().eval()
+    topo = adapter.build(model)
+    assert [u.name for u in topo.units] == ["a", "gate", "b"]
+    assert any("cannot trace into gate (Gate)" in n and "TraceError" in n for n in topo.notes)
+    x = rows()
+    with torch.no_grad():
+        assert torch.equal(topo.forward(x), model(x))
+        torch.testing.assert_close(Executor(topo).forward(x, Plan.delete(1)), x + model.a(x) + model.b(x + model.a(x)))
+
+
+class InPlace(nn.Module):
+    """``out = f(x); out.relu_(); out += x``: writes whose results are not assigned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f, self.g = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.f(x)
+        out.relu_()
+        out += x
+        y = self.g(out)
+        y.mul_(0.5)
+        return y
+
+
+def test_in_place_writes_are_read_as_data_flow() -> None:
+    model = InPlace().eval()
+    topo = adapter.build(model)
+    assert topo.n_units == 1 and topo.units[0].shortcut_kind == "identity"
+    x = rows()
+    with torch.no_grad():
+        assert torch.equal(topo.forward(x), model(x))
+        h = x.clone()
+        topo.units[0].forward(h)
+        assert torch.equal(h, x)  # the unit's input is never written
+
+
+class Tokens(nn.Module):
+    """``B, N, C = x.shape`` read before a unit's addition and used after it, as timm's Swin blocks do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f, self.g, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        x = x.reshape(b, n // 2, 2, c)
+        x = x + self.f(x)
+        x = x.reshape(b, n, c)
+        x = x + self.g(x)
+        return self.head(x.mean(1))
+
+
+def test_sizes_are_recomputed_from_each_units_input() -> None:
+    model = Tokens().eval()
+    topo = adapter.build(model)
+    assert topo.n_units == 2 and adapter.LAYOUT_NOTE in topo.notes
+    for batch in (2, 5):  # any batch size, not the one of a trace
+        x = torch.randn(batch, 6, 4)
+        with torch.no_grad():
+            assert torch.equal(topo.forward(x), model(x))
+            expected = model.head((x + model.f(x.reshape(batch, 3, 2, 4)).reshape(batch, 6, 4)).mean(1))
+            torch.testing.assert_close(Executor(topo).forward(x, Plan.delete(1)), expected)
+
+
+def test_sizes_carried_past_units_are_measured_per_resolution() -> None:
+    """PVT-like: H, W of the patch grid are read once and used after both units; the stem measures them."""
+    torch.manual_seed(0)
+    model = SizeCarried().eval()
+    topo = adapter.build(model)
+    assert topo.n_units == 2 and [u.name for u in topo.units] == ["f", "g"]
+    for shape in [(2, 3, 8, 8), (3, 3, 6, 10), (2, 3, 8, 8)]:  # resolutions come and go
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            assert torch.equal(topo.forward(x), model(x))
+    ex = Executor(topo, stack=3)  # three plans in one batch: sizes that grow with the batch follow
+    x = torch.randn(2, 3, 8, 8)
+    got = ex.run_plans(x, [Plan(), Plan.delete(0), Plan.delete(1)], reduce=lambda z: z.clone())
+    with torch.no_grad():
+        h = model.embed(x).flatten(2).transpose(1, 2)
+        without_f = h + model.g(h)
+        expected = [model(x), without_f.transpose(1, 2).reshape(2, 4, 4, 4)]
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(got[1], expected[1], rtol=0, atol=1e-6)
+
+
+def test_a_unit_that_needs_measured_sizes_says_so_before_the_stem_ran() -> None:
+    topo = adapter.build(SizeCarried().eval())
+    with pytest.raises(AdapterError, match="run the stem first"):
+        topo.head(torch.randn(2, 4, 4))

@@ -160,9 +160,10 @@ def test_routes_work_on_token_tensors() -> None:
 def test_parallel_blocks_are_refused() -> None:
     model = tiny(block_fn=vt.ParallelScalingBlock)
     with pytest.raises(AdapterError) as exc:
-        build_topology(model)
+        adapter.build(model)
     message = str(exc.value)
     assert "\n" not in message and "ParallelScalingBlock" in message and "Block and ResPostBlock" in message
+    assert not adapter.matches(model) and build_topology(model).family == "fx"  # discovery reads them instead
 
 
 def test_matches_and_dispatch() -> None:

@@ -287,10 +287,10 @@ def test_report_says_which_tensor_was_taken() -> None:
 
 
 def test_the_plain_vs_residual_reading_rests_on_a_mann_whitney_test() -> None:
+    from resnet_probe.reports import content
     from scipy.stats import mannwhitneyu
 
     from resnet_probe.analyses.response_std import LayerStd, ModelStd, ResponseStdResult
-    from resnet_probe.reports import content
     from resnet_probe.results import RunRecord
 
     def model(spec: str, residual: bool, stds: list[float]) -> ModelStd:
