@@ -12,6 +12,7 @@ import typer
 from resnet_probe.cli import evaluate, gradients, lesion, models, paths, plugins, reorder, report, response_std, train
 from resnet_probe.cli.console import err
 from resnet_probe.cli.demo import demo
+from resnet_probe.cli.experiment import experiment
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
@@ -56,6 +57,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "response-std": response_std.response_std,
     "train": train.train,
     "train-curves": train.train_curves,
+    "experiment": experiment,
     "demo": demo,
     "analyses": plugins.analyses,
     "run": plugins.run,
