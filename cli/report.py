@@ -23,7 +23,6 @@ def report(
     from resnet_probe.reports.render import render_report
 
     from resnet_probe.files import atomic_write_text, read_json
-    from resnet_probe.plugins import get_analysis
     from resnet_probe.results import RunRecord, read_result
 
     target = html or results.with_name("report.html")
@@ -32,7 +31,7 @@ def report(
     if target.exists() and not target.is_file():
         raise OutputError(f"--html {target} exists and is not a regular file")
     record = RunRecord.from_dict(read_json(results), where=str(results))
-    result = read_result(get_analysis(record.analysis).result_type, record, where=str(results))
+    result = read_result(_result_type(record.analysis), record, where=str(results))
     try:
         page = render_report(record, result, title or record.title)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
@@ -40,3 +39,14 @@ def report(
         raise OutputError(f"{results}: cannot render its report ({type(exc).__name__}: {exc})") from None
     atomic_write_text(target, page)
     out.print(f"wrote {target}")
+
+
+def _result_type(analysis: str) -> type:
+    """The result class of an analysis plugin, or of an experiment (a grid of runs, not a plugin)."""
+    from resnet_probe.plugins import get_analysis
+
+    if analysis == "experiment":
+        from resnet_probe.experiments.result import ExperimentResult
+
+        return ExperimentResult
+    return get_analysis(analysis).result_type

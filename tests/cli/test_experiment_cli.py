@@ -54,6 +54,10 @@ def test_depth_experiment_then_cached_rerun(capsys, home: Path, tmp_path: Path) 
     r = run_cli(capsys, "experiment", "depth", "--depths", "20,32", "--repeats", "2", *TINY, "--out", out, "--force",
                 "--no-train")  # a re-render from the cache alone
     assert r.code == 0 and (out / "report.html").read_text().count("<svg") == 2
+    (out / "report.html").unlink()
+    r = run_cli(capsys, "report", out / "results.json")  # and from results.json alone
+    assert r.code == 0, r.err
+    assert (out / "report.html").read_text().count("<svg") == 2
 
 
 def test_blocks_with_named_nets_and_analyses_then(capsys, home: Path, tmp_path: Path) -> None:
