@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from resnet_probe.cli import options as o
 from resnet_probe.cli.console import out
 
 from resnet_probe.errors import OutputError
+
+if TYPE_CHECKING:
+    from resnet_probe.results import Result
 
 
 def report(
@@ -41,7 +44,7 @@ def report(
     out.print(f"wrote {target}")
 
 
-def _result_type(analysis: str) -> type:
+def _result_type(analysis: str) -> type[Result]:
     """The result class of an analysis plugin, or of an experiment (a grid of runs, not a plugin)."""
     from resnet_probe.plugins import get_analysis
 
