@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             args.chromium, work / "profile-shot", f"--window-size={WIDTH},{max(height, 600)}",
             f"--screenshot={shot}", report.as_uri(),
         )
-        index_problems = check_index(args.chromium, build_demo(out), work, out / "index.png") if args.index else []
+        index_problems = (
+            check_index(args.chromium, build_demo(out).resolve(), work, out.resolve() / "index.png")
+            if args.index else []
+        )
     problems = [f"console error: {e}" for e in errors] + index_problems
     figures = [s for s in sizes if s[0] == "FIGURE"]
     if not figures:
