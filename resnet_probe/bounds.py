@@ -5,6 +5,8 @@ Torch-free on purpose, like :mod:`resnet_probe.settings`: the CLI builds its opt
 
 from __future__ import annotations
 
+from resnet_probe.errors import PlanError
+
 #: largest --seed: numpy's legacy seeding takes < 2**32, torch < 2**64, so seed + small offsets fit both
 MAX_SEED = 2**32 - 1
 #: largest sample count per k (lesion --random-k, reorder) or per path length (gradients), as reorder's --swaps
@@ -24,3 +26,10 @@ def describe(low: float | None, high: float | None) -> str:
     if high is None:
         return f"x >= {low}"
     return f"{low} <= x <= {high}"
+
+
+def check_samples(samples: object, option: str = "samples") -> int:
+    """A sample count in 1..MAX_SAMPLES, for the API as the CLI's --help states it."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise PlanError(f"{option} {samples!r}: must be a whole number with {describe(1, MAX_SAMPLES)}")
+    return samples

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 from resnet_probe import distributed
 from resnet_probe.analyses.base import Analysis, RunContext
-from resnet_probe.analyses.lesion import check_samples
 from resnet_probe.analyses.paths import shortest_window
+from resnet_probe.bounds import check_samples
 from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import PlanError

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from resnet_probe.analyses.base import Analysis, RunContext
 from resnet_probe.analyses.resumable import score_resumable
-from resnet_probe.bounds import MAX_SAMPLES, describe
+from resnet_probe.bounds import check_samples
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.models.loaded import LoadedModel
@@ -286,13 +286,6 @@ def parse_range(spec: str | int | Sequence[int], option: str, low: int, high: in
     if not low <= a <= b <= high:
         raise PlanError(f"{option} {spec!r}: out of range; {hint}")
     return a, b
-
-
-def check_samples(samples: int, option: str = "samples") -> int:
-    """A sample count in 1..MAX_SAMPLES (the CLI states the same bound in --help)."""
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
-        raise PlanError(f"{option} {samples!r}: must be a whole number with {describe(1, MAX_SAMPLES)}")
-    return samples
 
 
 def random_sets(

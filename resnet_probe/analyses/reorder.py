@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from resnet_probe.analyses.base import Analysis, RunContext
-from resnet_probe.analyses.lesion import Baseline, UnitInfo, check_samples, parse_range, unit_infos
+from resnet_probe.analyses.lesion import Baseline, UnitInfo, parse_range, unit_infos
 from resnet_probe.analyses.resumable import score_resumable
+from resnet_probe.bounds import check_samples
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Plan, validate_plan
 from resnet_probe.results import Result
