@@ -12,14 +12,14 @@ from typing import Annotated, Any, Callable, Optional, get_args, get_origin
 import typer
 
 from resnet_probe.bounds import MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SEED, MAX_WORKERS
-from resnet_probe.settings import BATCH_SIZE, CONFIDENCE, RunSettings
+from resnet_probe.settings import CONFIDENCE, RunSettings
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Model: resnet110, zoo:resnet56, tv:resnet50, timm:resnet50.a1_in1k.")]
 Checkpoint = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights file (our format, state_dict, safetensors, akamaster).")]
 Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help="cifar10 | cifar10-sample (846 real test images, shipped) | cifar100 | imagenet | digits (default: digits, embedded, offline).")]
 Data = Annotated[Optional[Path], typer.Option("--data", help="CIFAR root, ImageFolder, or .npz with images (N,H,W,3) uint8 and labels.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N images (read no further).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per batch.")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per batch (default: on 1,024+ images the fastest of a few sizes, timed on this analysis and cached per model, device, threads and precision; else 256).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
 Seed = Annotated[
     int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for every random choice (what numpy and torch both take).")
@@ -73,7 +73,7 @@ def _shared(
     dataset: Dataset = None,
     data: Data = None,
     limit: Limit = None,
-    batch_size: BatchSize = BATCH_SIZE,
+    batch_size: BatchSize = None,
     device: Device = "auto",
     seed: Seed = 0,
     out: Out = None,
@@ -118,7 +118,7 @@ def _bounded(param: inspect.Parameter) -> inspect.Parameter:
 
 
 def with_common(
-    *, batch_size: int = BATCH_SIZE, omit: tuple[str, ...] = ()
+    *, batch_size: int | None = None, omit: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command every :class:`RunSettings` option; it receives them as ``settings: RunSettings``.
 

@@ -19,6 +19,7 @@ import torch
 from resnet_probe import distributed
 from resnet_probe.adapters import build_topology
 from resnet_probe.analyses.base import Analysis, ProgressFactory, RunContext, no_progress
+from resnet_probe.batch_probe import choose_batch_size
 from resnet_probe.bounds import MAX_SEED, describe
 from resnet_probe.data import DataSource, FolderSource, load_data
 from resnet_probe.errors import DataError, ProbeError
@@ -30,12 +31,12 @@ from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.spec import parse, parse_with_checkpoint
 from resnet_probe.results import Result, RunRecord
 from resnet_probe.rundir import JOURNAL, claim_run_directory, jsonable, write_run
-from resnet_probe.settings import RunSettings
+from resnet_probe.settings import BATCH_SIZE, RunSettings
 
 
 def open_data(settings: RunSettings) -> DataSource:
     """The data source the settings name."""
-    if settings.batch_size < 1:
+    if settings.batch_size is not None and settings.batch_size < 1:
         raise DataError(f"--batch-size {settings.batch_size}: must be at least 1")
     return load_data(
         settings.dataset, settings.data, split=settings.split, limit=settings.limit, download=settings.download,
@@ -127,7 +128,7 @@ def execute(
         loaded=loaded,
         executor=executor,
         data=data,
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_size or BATCH_SIZE,
         seed=settings.seed,
         progress=progress,
         compare=tuple(compare),
@@ -202,6 +203,13 @@ def _run_into(
         spec, ckpt = parse_with_checkpoint(text)
         other = open_model(str(spec), ckpt, settings, data)
         compared.append((other, make_executor(other, device, settings, fold=not analysis.needs_layer_outputs)))
+    executor = make_executor(loaded, device, settings, fold=not analysis.needs_layer_outputs)
+    probe_ctx = RunContext(
+        loaded=loaded, executor=executor, data=data, seed=settings.seed, compare=tuple(compared),
+        confidence=settings.confidence,
+    )
+    batch = choose_batch_size(analysis, probe_ctx, options, settings.batch_size)
+    settings = replace(settings, batch_size=batch.size)
     journal = None
     if analysis.resumable and distributed.world() == 1:
         identity = {
@@ -219,13 +227,15 @@ def _run_into(
             images=len(data) if data is not None else None,
         )
     result = execute(
-        analysis, loaded, make_executor(loaded, device, settings, fold=not analysis.needs_layer_outputs), data,
-        settings, options,
+        analysis, loaded, executor, data, settings, options,
         compare=compared, compare_names=compare, journal=journal,
         progress=progress if distributed.is_main() else no_progress,
     )
     assert result.run is not None
-    record = replace(result.run, wall_time_s=round(time.perf_counter() - started, 3))
+    record = replace(
+        result.run, wall_time_s=round(time.perf_counter() - started, 3),
+        extra=result.run.extra | {"batch_size": batch.to_dict()},
+    )
     result = replace(result, run=record)
     if distributed.is_main():
         write_run(out_dir, record, result)

@@ -16,7 +16,7 @@ REORDER_SAMPLES = 10
 GRADIENT_SAMPLES = 1000
 #: share of the total gradient the effective paths hold
 EFFECTIVE_SHARE = 0.9
-#: images per batch
+#: images per batch where none is given and none is probed (resnet_probe.batch_probe)
 BATCH_SIZE = 256
 #: level of every interval and of the significance of every paired test
 CONFIDENCE = 0.95
@@ -31,7 +31,7 @@ class RunSettings:
     dataset: str | None = None
     data: Path | None = None
     limit: int | None = None
-    batch_size: int = BATCH_SIZE
+    batch_size: int | None = None  # None: the runner times a few sizes on the analysis (batch_probe)
     device: str = "auto"
     seed: int = 0
     out: Path | None = None

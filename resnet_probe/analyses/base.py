@@ -73,6 +73,7 @@ class Analysis(ABC):
     needs_weights: ClassVar[bool] = True
     needs_layer_outputs: ClassVar[bool] = False  # reads BN outputs: the runner must not fold BN into convs
     resumable: ClassVar[bool] = False  # journals finished pieces in ctx.journal, so --resume works
+    batch_probe: ClassVar[bool] = False  # work grows with the images: the runner may time batch sizes on it
 
     @abstractmethod
     def run(self, ctx: RunContext, **options: Any) -> Result:

@@ -49,6 +49,7 @@ class EvaluateAnalysis(Analysis):
     name = "evaluate"
     description = "top-1 accuracy and cross-entropy of the unchanged model"
     result_type = EvaluateResult
+    batch_probe = True
 
     def run(self, ctx: RunContext, **options: Any) -> EvaluateResult:
         """Score the empty plan over the whole data set."""

@@ -393,6 +393,7 @@ class LesionAnalysis(Analysis):
     name = "lesion"
     description = "accuracy after deleting residual units (Veit et al. 2016, Fig. 3 and 5a)"
     result_type = LesionResult
+    batch_probe = True
     resumable = True
 
     def run(

@@ -156,6 +156,7 @@ class ReorderAnalysis(Analysis):
     name = "reorder"
     description = "accuracy after swapping units, against Kendall tau (Veit et al. 2016, Fig. 5b)"
     result_type = ReorderResult
+    batch_probe = True
     resumable = True
 
     def run(

@@ -274,6 +274,7 @@ class ResponseStdAnalysis(Analysis):
     name = "response-std"
     description = "std of each 3x3 conv's response after BN (He et al. 2015 Fig. 7), several models"
     result_type = ResponseStdResult
+    batch_probe = True
     needs_layer_outputs = True
 
     def run(self, ctx: RunContext, **options: Any) -> ResponseStdResult:
