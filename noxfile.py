@@ -69,6 +69,7 @@ def bench(session: nox.Session) -> None:
         "--grad-batch-size", "128", "--random-k", "1:5", "--random-k-samples", "4", "--swaps", "1:5",
         "--swap-samples", "4", "--grad-samples", "20", *cpu, env=env,
     )
+    session.run("python", "benchmarks/batch_sizes.py", "--model", "resnet20", "--images", "1024", *cpu, env=env)
     session.run("python", "benchmarks/cli_vs_loop.py", "--model", "resnet20")
 
 

@@ -25,6 +25,7 @@ CPU = ["--device", "cpu", "--threads", "1"]
          "speed-up of batched routing"),
         ("response_std", ["--model", "resnet20", "--limit", "24", "--batch-size", "8", "--rounds", "1"],
          "largest relative difference"),
+        ("batch_sizes", ["--model", "resnet20", "--images", "256", "--rounds", "1"], "a fixed 256 loses"),
         ("veit_suite", ["--model", "resnet20", "--images", "16", "--batch-size", "8", "--grad-batch-size", "8",
                         "--random-k", "1:2", "--random-k-samples", "1", "--swaps", "1:2", "--swap-samples", "1",
                         "--grad-samples", "1"], "total"),
