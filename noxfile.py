@@ -71,6 +71,7 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "benchmarks/batch_sizes.py", "--model", "resnet20", "--images", "1024", *cpu, env=env)
     session.run("python", "benchmarks/cli_vs_loop.py", "--model", "resnet20")
+    session.run("python", "benchmarks/cli_overhead.py", "--rounds", "2")
 
 
 @nox.session(venv_params=VENV, default=False)
