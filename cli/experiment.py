@@ -11,7 +11,6 @@ from resnet_probe.cli.train import TrainPrecision
 from resnet_probe.cli.training import training_progress
 from rich.table import Table
 
-from resnet_probe.bounds import MAX_BATCH_SIZE
 from resnet_probe.errors import ProbeError
 from resnet_probe.settings import CONFIDENCE, RunSettings
 
@@ -19,11 +18,6 @@ if TYPE_CHECKING:
     from resnet_probe.experiments.result import ExperimentResult
 
 Which = Annotated[str, typer.Argument(help="depth | shortcut | blocks.")]
-# The recipe's overrides, bounded (a grid of trainings is no place to find out that --iters 0 fails late).
-Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, max=100_000, help="Passes over the training set (default: the recipe's).")]
-Iters = Annotated[Optional[int], typer.Option("--iters", min=1, max=100_000_000, help="Total iterations per run; He et al.: 64000 (lr / 10 at 50 % and 75 %).")]
-LearningRate = Annotated[Optional[float], typer.Option("--lr", min=1e-6, max=10.0, help="Peak learning rate (default: 0.1; digits 0.02).")]
-TrainBatch = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per step (default: 128; digits 32).")]
 Depths = Annotated[
     Optional[str], typer.Option("--depths", help="depth: the depths, e.g. 20,32,44,56,110 (the default).")
 ]
@@ -55,10 +49,10 @@ def experiment(
     dataset: o.Dataset = None,
     data: o.Data = None,
     limit: o.Limit = None,
-    epochs: Epochs = None,
-    iters: Iters = None,
-    lr: LearningRate = None,
-    batch_size: TrainBatch = None,
+    epochs: o.Epochs = None,
+    iters: o.Iters = None,
+    lr: o.LearningRate = None,
+    batch_size: o.TrainBatch = None,
     seed: o.Seed = 0,
     device: o.Device = "auto",
     precision: TrainPrecision = "auto",

@@ -11,7 +11,16 @@ from typing import Annotated, Any, Callable, Optional, get_args, get_origin
 
 import typer
 
-from resnet_probe.bounds import MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SEED, MAX_WORKERS
+from resnet_probe.bounds import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_ITERS,
+    MAX_LR,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_WORKERS,
+    MIN_LR,
+)
 from resnet_probe.settings import CONFIDENCE, RunSettings
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Model: resnet110, zoo:resnet56, tv:resnet50, timm:resnet50.a1_in1k.")]
@@ -65,6 +74,13 @@ TrainMissing = Annotated[
     ),
 ]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the residual branches (inductor): minutes to start, for long GPU runs.")]
+
+# The training recipe's overrides (train, experiment), bounded: a long training is no place to
+# find out late that --iters 0 fails.
+Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, max=MAX_EPOCHS, help="Passes over the training set (default: the recipe's).")]
+Iters = Annotated[Optional[int], typer.Option("--iters", min=1, max=MAX_ITERS, help="Total iterations; He et al.: 64000 (lr / 10 at 50 % and 75 %).")]
+LearningRate = Annotated[Optional[float], typer.Option("--lr", min=MIN_LR, max=MAX_LR, help="Peak learning rate (default: 0.1; digits 0.02, 0.1 from depth 164 after a warm-up epoch).")]
+TrainBatch = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per step (default: 128; digits 32).")]
 
 
 def _shared(

@@ -18,16 +18,6 @@ from resnet_probe.settings import RunSettings
 if TYPE_CHECKING:
     from resnet_probe.models.spec import ModelSpec
 
-Epochs = Annotated[
-    Optional[int], typer.Option("--epochs", help="Passes over the training set (default: the recipe's).")
-]
-Iters = Annotated[
-    Optional[int], typer.Option("--iters", help="Total iterations; lr steps at 50 % and 75 % of them (He: 64000).")
-]
-LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: 0.1; digits 0.02).")]
-TrainBatch = Annotated[
-    Optional[int], typer.Option("--batch-size", "-b", help="Images per step (default: 128; digits 32).")
-]
 TrainPrecision = Annotated[
     str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (mixed precision on GPU only).")
 ]
@@ -43,10 +33,10 @@ def train(
     model: o.Model,
     dataset: o.Dataset = None,
     data: o.Data = None,
-    epochs: Epochs = None,
-    iters: Iters = None,
-    lr: LearningRate = None,
-    batch_size: TrainBatch = None,
+    epochs: o.Epochs = None,
+    iters: o.Iters = None,
+    lr: o.LearningRate = None,
+    batch_size: o.TrainBatch = None,
     seed: o.Seed = 0,
     device: o.Device = "auto",
     precision: TrainPrecision = "auto",

@@ -15,6 +15,11 @@ MAX_SAMPLES = 10_000
 MAX_BATCH_SIZE = 65_536
 #: largest --workers (decoding processes)
 MAX_WORKERS = 64
+#: largest training --epochs and --iters
+MAX_EPOCHS = 100_000
+MAX_ITERS = 100_000_000
+#: training --lr range
+MIN_LR, MAX_LR = 1e-6, 10.0
 #: most classes a data file may label (ImageNet-21k has 21,841)
 MAX_CLASSES = 100_000
 
