@@ -47,7 +47,7 @@ class BatchChoice:
     """The batch size a run uses and where it came from (results.json ``batch_size``)."""
 
     size: int
-    source: str  # "option" | "probe" | "cache" | "default"
+    source: str  # "option" | "probe" | "cache" | "default" | "journal" (a resumed run keeps its size)
     images_per_s: dict[int, float] = field(default_factory=dict)  # what the probe measured
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,13 +19,13 @@ import torch
 from resnet_probe import distributed
 from resnet_probe.adapters import build_topology
 from resnet_probe.analyses.base import Analysis, ProgressFactory, RunContext, no_progress
-from resnet_probe.batch_probe import choose_batch_size
+from resnet_probe.batch_probe import BatchChoice, choose_batch_size
 from resnet_probe.bounds import MAX_SEED, describe
 from resnet_probe.data import DataSource, FolderSource, load_data
 from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
 from resnet_probe.inference import fold_batchnorm, prefers_channels_last
-from resnet_probe.journal import Journal, item_schema
+from resnet_probe.journal import Journal, item_schema, recorded_batch_size
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.spec import parse, parse_with_checkpoint
@@ -208,7 +208,11 @@ def _run_into(
         loaded=loaded, executor=executor, data=data, seed=settings.seed, compare=tuple(compared),
         confidence=settings.confidence,
     )
-    batch = choose_batch_size(analysis, probe_ctx, options, settings.batch_size)
+    resumed = recorded_batch_size(out_dir / JOURNAL) if settings.resume and settings.batch_size is None else None
+    batch = (
+        BatchChoice(resumed, "journal") if resumed is not None
+        else choose_batch_size(analysis, probe_ctx, options, settings.batch_size)
+    )
     settings = replace(settings, batch_size=batch.size)
     journal = None
     if analysis.resumable and distributed.world() == 1:

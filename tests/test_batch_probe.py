@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,44 @@ def test_the_run_record_says_which_size_ran_and_why(tmp_path: Path, small_candid
     assert record.extra["batch_size"] == {"size": 100, "from": "option"}
     saved = json.loads((tmp_path / "b" / "results.json").read_text())
     assert saved["extra"]["batch_size"] == {"size": 100, "from": "option"}
+
+
+def test_a_resumed_run_batches_as_its_journal_says_without_probing(
+    tmp_path: Path, small_candidates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resnet_probe.analyses.lesion import LesionAnalysis
+    from resnet_probe.journal import Journal, recorded_batch_size
+
+    settings = RunSettings(model="resnet20", dataset="digits", random_init=True, device="cpu", out=tmp_path / "run")
+    add = Journal.add
+
+    def add_then_die(self: Journal, key: Any, value: Any) -> None:
+        add(self, key, value)
+        if len(self.done) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C after two finished configurations
+
+    monkeypatch.setattr(Journal, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_analysis(LesionAnalysis(), settings, {"delete": "1,2,3"})
+    probed = recorded_batch_size(tmp_path / "run" / "progress.jsonl")
+    assert probed in (16, 32)
+
+    monkeypatch.setattr(Journal, "add", add)
+    small_candidates.unlink()  # the cache is gone: only the journal knows the size
+
+    def no_probe(*_args: Any, **_kwargs: Any) -> dict[int, float]:
+        raise AssertionError("a resumed run must not probe")
+
+    monkeypatch.setattr(batch_probe, "measure", no_probe)
+    _, record, _ = run_analysis(LesionAnalysis(), replace(settings, resume=True), {"delete": "1,2,3"})
+    assert record.extra["batch_size"] == {"size": probed, "from": "journal"}
+
+
+def test_recorded_batch_size_of_a_missing_or_broken_journal_is_unknown(tmp_path: Path) -> None:
+    from resnet_probe.journal import recorded_batch_size
+
+    assert recorded_batch_size(tmp_path / "none.jsonl") is None
+    (tmp_path / "bad.jsonl").write_text('{"identity": {"batch_size": true}}\n')
+    assert recorded_batch_size(tmp_path / "bad.jsonl") is None
+    (tmp_path / "torn.jsonl").write_bytes(b'{"ident')
+    assert recorded_batch_size(tmp_path / "torn.jsonl") is None
