@@ -53,13 +53,13 @@ def test_digits_recipe_is_short_cosine_without_flips() -> None:
 
 def test_digits_recipe_of_bottleneck_depths_warms_up_then_runs_high_and_longer() -> None:
     r = choose_recipe("digits", 1_297, depth=164)
-    assert (r.iters, r.epochs(1_297), r.lr, r.warmup_iters, r.warmup_lr) == (410, 10, 0.1, 41, pytest.approx(0.01))
-    assert [r.lr_at(i) for i in (0, 40)] == [pytest.approx(0.01)] * 2
-    assert r.lr_at(41) == pytest.approx(0.05 * (1 + math.cos(math.pi * 41 / 410)))
+    assert (r.iters, r.epochs(1_297), r.lr, r.warmup_iters, r.warmup_lr) == (410, 10, 0.05, 41, pytest.approx(0.005))
+    assert [r.lr_at(i) for i in (0, 40)] == [pytest.approx(0.005)] * 2
+    assert r.lr_at(41) == pytest.approx(0.025 * (1 + math.cos(math.pi * 41 / 410)))
     assert choose_recipe("digits", 1_297, depth=1001).warmup_iters == 41
     # overrides still win; a run of one epoch has no room for a warm-up epoch
-    short = choose_recipe("digits", 1_297, depth=164, epochs=1, lr=0.05)
-    assert (short.iters, short.lr, short.warmup_iters) == (41, 0.05, 0)
+    short = choose_recipe("digits", 1_297, depth=164, epochs=1, lr=0.1)
+    assert (short.iters, short.lr, short.warmup_iters) == (41, 0.1, 0)
 
 
 @pytest.mark.parametrize(
