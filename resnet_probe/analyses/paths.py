@@ -19,9 +19,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-import networkx as nx
-
 if TYPE_CHECKING:
+    import networkx as nx
     import pandas as pd
 
 from resnet_probe.analyses.base import Analysis, RunContext
@@ -64,6 +63,7 @@ def unraveled_graph(topology: Topology) -> nx.MultiDiGraph:
         >>> g.number_of_edges()
         18
     """
+    import networkx as nx  # here, not at the top: runs that never build a graph skip its import
     n = topology.n_units
     g = nx.MultiDiGraph(n_units=n, family=topology.family)
     g.add_node(INPUT, label="input (after the stem)", position=0)
@@ -112,6 +112,7 @@ def counts_by_node(g: nx.MultiDiGraph, source: str = INPUT) -> dict[str, list[in
     One pass in topological order: a node's count polynomial is the sum of its predecessors'
     polynomials, shifted by each edge's ``length``. Exact ints, no path is enumerated.
     """
+    import networkx as nx
     if not nx.is_directed_acyclic_graph(g):
         raise PlanError("the path graph has a cycle; an unraveled view needs a DAG")
     polys: dict[str, list[int]] = {}
@@ -242,6 +243,7 @@ def write_graphml(g: nx.MultiDiGraph, path: str | Path) -> None:
     GraphML's ``long`` is 64 bits, so each node's ``paths`` (paths from the input to it) and
     the graph's ``total_paths`` are strings; ``networkx.read_graphml`` reads the file back.
     """
+    import networkx as nx
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"--graphml {path}: is a directory; give a file name such as paths.graphml")
