@@ -1,16 +1,16 @@
 """The batch size of a run, chosen by timing the analysis' own work at a few sizes, then cached.
 
-The fastest batch differs by workload, not only by model and device: on the 2-core Xeon of
-this project one plain ResNet-56 forward runs fastest at 64 images, a sweep that shares
-prefixes between many plans at 256. So the probe runs the analysis itself, with its options,
-on the first ``b`` images for each candidate ``b`` (after one untimed warm-up run) and keeps
-the size with the most images per second. The choice is cached in
-``$RESNET_PROBE_HOME/batch-sizes.json`` per model structure, input size, analysis and options,
-device, thread count, precision and layout, so each such case pays the probe once.
+The fastest batch depends on the work, not only on model and device: on this project's 2-core
+Xeon (ResNet-56, ``python benchmarks/batch_sizes.py``) a plain forward and the lesion sweep run
+fastest at 64 images and response-std, which captures every response, at 32, while bf16 makes
+256 lose 13-24 %. So the probe runs the analysis itself, with its options, on the first ``b``
+images for each candidate ``b`` (after one untimed warm-up run) and keeps the size with the
+most images per second. The choice is cached in ``$RESNET_PROBE_HOME/batch-sizes.json`` per
+model structure, input size, analysis and options, device, thread count, precision and layout,
+so each such case pays the probe once.
 
 A data set smaller than four times the largest candidate is not probed: the probe would cost
-a large share of the run it is meant to speed up. Such runs take :data:`BATCH_SIZE`.
-"""
+a large share of the run it is meant to speed up. Such runs take :data:`BATCH_SIZE`."""
 
 from __future__ import annotations
 
@@ -109,6 +109,18 @@ def _read_cache() -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def _cached(key: str) -> BatchChoice | None:
+    entry = _read_cache().get(key)
+    try:
+        size = entry["size"]  # type: ignore[index]
+        rates = {int(b): float(v) for b, v in entry.get("images_per_s", {}).items()}  # type: ignore[union-attr]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # absent, or an entry someone edited into another shape: probe again
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        return None
+    return BatchChoice(size, "cache", rates)
+
+
 def _remember(key: str, choice: BatchChoice) -> None:
     doc = _read_cache()
     doc[key] = {"size": choice.size, "images_per_s": {str(b): v for b, v in choice.images_per_s.items()}}
@@ -191,11 +203,12 @@ def choose_batch_size(
     if data is None or not analysis.batch_probe or len(data) < PROBE_SHARE * max(sizes) or distributed.world() > 1:
         return BatchChoice(BATCH_SIZE, "default")
     key = probe_key(analysis, ctx.loaded, ctx.executor, data, options, [m for m, _ in ctx.compare])
-    cached = _read_cache().get(key)
-    if isinstance(cached, dict) and isinstance(cached.get("size"), int) and cached["size"] >= 1:
-        rates = {int(b): float(v) for b, v in (cached.get("images_per_s") or {}).items()}
-        return BatchChoice(cached["size"], "cache", rates)
+    cached = _cached(key)
+    if cached is not None:
+        return cached
     rates = measure(ctx, analysis, options, sizes)
+    if not rates:  # the smallest size ran out of memory after the warm-up: nothing to compare
+        return BatchChoice(sizes[0], "probe")
     choice = BatchChoice(max(rates, key=lambda b: rates[b]), "probe", rates)
     _remember(key, choice)
     return choice

@@ -112,7 +112,10 @@ def test_a_broken_cache_file_is_probed_again_not_trusted(context: RunContext, sm
     small_candidates.parent.mkdir(parents=True, exist_ok=True)
     small_candidates.write_text("{not json")
     assert choose_batch_size(CountingEvaluate(), context, {}, None).source == "probe"
-    json.loads(small_candidates.read_text())  # rewritten whole
+    doc = json.loads(small_candidates.read_text())  # rewritten whole
+    for bad in ({"size": 0}, {"size": True}, {"size": 16, "images_per_s": {"x": 1.0}}, [16], "16"):
+        small_candidates.write_text(json.dumps({key: bad for key in doc}))
+        assert choose_batch_size(CountingEvaluate(), context, {}, None).source == "probe", bad
 
 
 def test_ranks_under_torchrun_take_the_default_so_they_batch_alike(
