@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from resnet_probe.cli import options as o
 from resnet_probe.cli.console import out, print_reading, rich_progress
-from resnet_probe.cli.train import TrainPrecision
 from resnet_probe.cli.training import training_progress
 from rich.table import Table
 
@@ -55,7 +54,7 @@ def experiment(
     batch_size: o.TrainBatch = None,
     seed: o.Seed = 0,
     device: o.Device = "auto",
-    precision: TrainPrecision = "auto",
+    precision: o.TrainPrecision = "auto",
     out_dir: o.Out = None,
     force: o.Force = False,
     title: o.Title = None,

@@ -18,9 +18,6 @@ from resnet_probe.settings import RunSettings
 if TYPE_CHECKING:
     from resnet_probe.models.spec import ModelSpec
 
-TrainPrecision = Annotated[
-    str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (mixed precision on GPU only).")
-]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last finished epoch.")]
 CheckpointOut = Annotated[
     Optional[Path],
@@ -39,7 +36,7 @@ def train(
     batch_size: o.TrainBatch = None,
     seed: o.Seed = 0,
     device: o.Device = "auto",
-    precision: TrainPrecision = "auto",
+    precision: o.TrainPrecision = "auto",
     resume: Resume = False,
     out_path: CheckpointOut = None,
     download: o.Download = False,
