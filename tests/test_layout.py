@@ -100,3 +100,15 @@ def test_cli_starts_without_torch_or_seaborn(code: str) -> None:
     probe = code + f"\nimport sys\nprint('HEAVY', {heavy})"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_the_image_analyses_do_not_import_networkx() -> None:
+    # Only the path graph needs it (0.13 s of every run's start otherwise): gradients reaches
+    # paths for shortest_window, and the plugin table imports every analysis.
+    code = (
+        "import sys\nimport resnet_probe.runner\nfrom resnet_probe.plugins import get_analysis\n"
+        "[get_analysis(n) for n in ('evaluate', 'lesion', 'reorder', 'gradients', 'response-std')]\n"
+        "print('NX', 'networkx' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "NX False" in out
