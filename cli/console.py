@@ -54,6 +54,10 @@ def run_command(
     preload.start()
     out_dir, record, result = run_analysis(analysis, settings, options, compare=compare, progress=rich_progress)
     if distributed.is_main():
+        batch = record.extra.get("batch_size", {})
+        if batch.get("from") == "probe":  # it cost time the progress bar did not show
+            rates = ", ".join(f"{b}: {v:,.0f}" for b, v in batch.get("images_per_s", {}).items())
+            out.print(f"batch size {batch['size']}: the fastest of a timed probe (images/s {rates}); cached for reruns")
         out.print(f"wrote {out_dir / 'report.html'}, results.json, results.csv and figures/")
     else:
         out.quiet = True  # only rank 0 prints results

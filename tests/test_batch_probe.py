@@ -184,3 +184,19 @@ def test_recorded_batch_size_of_a_missing_or_broken_journal_is_unknown(tmp_path:
     assert recorded_batch_size(tmp_path / "bad.jsonl") is None
     (tmp_path / "torn.jsonl").write_bytes(b'{"ident')
     assert recorded_batch_size(tmp_path / "torn.jsonl") is None
+
+
+def test_the_cli_says_when_it_probed_and_then_reuses_the_size(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, small_candidates: Path
+) -> None:
+    from tests.cli.helpers import run_cli
+
+    args = ("eval", "--model", "resnet20", "--random-init", "--dataset", "digits")
+    first = run_cli(capsys, *args, "--out", tmp_path / "a")
+    assert first.code == 0, first.err
+    line = next(ln for ln in first.out.splitlines() if ln.startswith("batch size"))
+    assert "the fastest of a timed probe" in line and "16:" in line and "32:" in line
+    again = run_cli(capsys, *args, "--out", tmp_path / "b")
+    assert again.code == 0 and "timed probe" not in again.out
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())["extra"]["batch_size"]
+    assert saved["from"] == "cache" and saved["size"] == int(line.split()[2].rstrip(":"))
