@@ -20,6 +20,8 @@ from resnet_probe.results import Result
 from resnet_probe.runner import run_analysis
 from resnet_probe.settings import BATCH_SIZE, RunSettings
 
+from .cli.helpers import run_cli
+
 
 class CountingEvaluate(EvaluateAnalysis):
     """Evaluate, remembering the images and batch size of every run."""
@@ -189,8 +191,6 @@ def test_recorded_batch_size_of_a_missing_or_broken_journal_is_unknown(tmp_path:
 def test_the_cli_says_when_it_probed_and_then_reuses_the_size(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, small_candidates: Path
 ) -> None:
-    from tests.cli.helpers import run_cli
-
     args = ("eval", "--model", "resnet20", "--random-init", "--dataset", "digits")
     first = run_cli(capsys, *args, "--out", tmp_path / "a")
     assert first.code == 0, first.err
