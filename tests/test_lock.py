@@ -52,7 +52,7 @@ def _lock_file(out: Path, **fields: Any) -> Path:
 def test_two_runs_into_one_out_one_is_refused_the_other_intact(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    out = tmp_path / "shared"
+    out = tmp_path / "one-out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", PAUSE_ENV: "1"}
     cmd = [sys.executable, "-m", "resnet_probe.cli.app", *REORDER, "--out", str(out)]
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
