@@ -101,7 +101,6 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-
 def recorded_batch_size(path: Path) -> int | None:
     """The batch size a journaled run used (its header), so ``--resume`` batches as it did; None if unknown."""
     try:
@@ -111,6 +110,7 @@ def recorded_batch_size(path: Path) -> int | None:
         return None  # Journal itself says what is wrong with the file
     size = header.get("identity", {}).get("batch_size") if isinstance(header, dict) else None
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+
 
 class Journal:
     """Finished work items of one run, keyed by a JSON-able key.
