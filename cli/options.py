@@ -82,7 +82,7 @@ Iters = Annotated[Optional[int], typer.Option("--iters", min=1, max=MAX_ITERS, h
 LearningRate = Annotated[Optional[float], typer.Option("--lr", min=MIN_LR, max=MAX_LR, help="Peak learning rate (default: 0.1; digits 0.02, 0.05 from depth 164 after a warm-up epoch).")]
 TrainBatch = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Images per step (default: 128; digits 32).")]
 TrainPrecision = Annotated[
-    str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (mixed precision on GPU only).")
+    str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (auto: bf16 on GPU, fp32 on CPU; bf16 also runs on CPU, fp16 GPU only).")
 ]
 
 

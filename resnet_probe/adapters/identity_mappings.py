@@ -52,7 +52,9 @@ MERGE_NOTES: dict[str, str] = {
     ),
     "dropout_shortcut": (
         "Dropout shortcuts (Fig. 2f): the shortcut is dropout(x, 0.5), the identity in eval mode, where every "
-        "analysis runs: these units then compute relu(x + F(x)); the variant differs in training only."
+        "analysis runs: these units then compute relu(x + F(x)), but the BNs after them keep statistics "
+        "gathered with the dropped, x2-scaled shortcut, so eval mode sees a variance shift that training "
+        "never saw (accuracies here can sit far below the same weights' with dropout on)."
     ),
     "bn_after_add": (
         "BN after addition (Fig. 4b): y = relu(BN(shortcut(x) + F(x))); the BN belongs to the merge, so "

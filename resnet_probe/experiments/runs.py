@@ -30,7 +30,7 @@ from resnet_probe.models.spec import parse
 from resnet_probe.rundir import LOCK, RunLock, read_holder
 from resnet_probe.stats import pack_bits
 from resnet_probe.training.loop import Progress, TrainStatus
-from resnet_probe.training.recipe import Recipe, choose_recipe, iters_per_epoch
+from resnet_probe.training.recipe import Recipe, iters_per_epoch, model_recipe
 from resnet_probe.training.state import resume_path
 
 CACHE_FORMAT = 1
@@ -59,13 +59,17 @@ def data_identity(train: DataSource, test: DataSource) -> dict[str, Any]:
 
 
 def recipe_for(model: str, train: DataSource, options: TrainOptions) -> Recipe:
-    """The recipe ``train_model`` will use for ``model`` (its depth decides He et al.'s warm-up)."""
+    """The recipe ``train_model`` will use for ``model`` (its depth and family decide the warm-up)."""
     with torch.random.fork_rng(devices=[]):
-        net = load_model(model, weights="random", num_classes=train.num_classes).model
-    depth = getattr(net, "depth", None)
-    return choose_recipe(
-        train.name, len(train), depth=depth if isinstance(depth, int) else None,
-        epochs=options.epochs, iters=options.iters, lr=options.lr, batch_size=options.batch_size,
+        loaded = load_model(model, weights="random", num_classes=train.num_classes)
+    return model_recipe(
+        loaded,
+        train.name,
+        len(train),
+        epochs=options.epochs,
+        iters=options.iters,
+        lr=options.lr,
+        batch_size=options.batch_size,
     )
 
 

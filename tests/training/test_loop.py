@@ -16,7 +16,8 @@ from resnet_probe.models.checkpoints import read_checkpoint
 from resnet_probe.models.load import load_model
 from resnet_probe.scoring import score_plans
 from resnet_probe.training.loop import TrainStatus, random_crop, train_model
-from resnet_probe.training.recipe import choose_recipe
+from resnet_probe.models.zoo.families import DENSENET
+from resnet_probe.training.recipe import choose_recipe, model_recipe
 from resnet_probe.training.state import resume_path
 
 
@@ -60,6 +61,15 @@ def test_digits_recipe_of_bottleneck_depths_warms_up_then_runs_high_and_longer()
     # overrides still win; a run of one epoch has no room for a warm-up epoch
     short = choose_recipe("digits", 1_297, depth=164, epochs=1, lr=0.1)
     assert (short.iters, short.lr, short.warmup_iters) == (41, 0.1, 0)
+
+
+def test_densenets_take_the_long_digits_recipe_at_any_depth() -> None:
+    dense = model_recipe(load_model("densenet40_k12", weights="random"), "digits", 1_297)
+    assert (dense.iters, dense.lr, dense.warmup_iters) == (410, 0.05, 41)
+    resnet = model_recipe(load_model("resnet20", weights="random"), "digits", 1_297)
+    assert (resnet.iters, resnet.lr, resnet.warmup_iters) == (205, 0.02, 0)
+    # off digits the family changes nothing: He et al.'s recipe, warm-up by depth only
+    assert choose_recipe("cifar10", 50_000, depth=40, family=DENSENET) == choose_recipe("cifar10", 50_000, depth=40)
 
 
 @pytest.mark.parametrize(
@@ -167,11 +177,28 @@ def test_every_kind_of_zoo_net_trains_and_loads(name: str, tiny, tmp_path: Path)
     assert loaded.metadata["dataset"] == "digits" and loaded.num_classes == 10
 
 
-def test_mixed_precision_is_gpu_only(tiny, tmp_path: Path) -> None:
+def test_fp16_training_is_gpu_only(tiny, tmp_path: Path) -> None:
     train, test = tiny
-    with pytest.raises(DeviceError, match="--precision bf16"):
-        train_model("resnet20", train, test, iters=1, device="cpu", precision="bf16", checkpoint_path=tmp_path / "x")
+    with pytest.raises(DeviceError, match="--precision fp16"):
+        train_model("resnet20", train, test, iters=1, device="cpu", precision="fp16", checkpoint_path=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_bf16_training_on_the_cpu_tracks_fp32_and_keeps_fp32_weights(tiny, tmp_path: Path) -> None:
+    train, test = tiny
+    runs = {
+        p: train_model(
+            "resnet20", train, test, iters=3, batch_size=16, device="cpu", precision=p, checkpoint_path=tmp_path / p
+        )
+        for p in ("fp32", "bf16")
+    }
+    fp32, bf16 = runs["fp32"].history[-1], runs["bf16"].history[-1]
+    assert bf16["train_loss"] != fp32["train_loss"]  # really ran in another precision
+    assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=0.05)
+    assert bf16["test_loss"] == pytest.approx(fp32["test_loss"], rel=0.1)
+    loaded = load_model("resnet20", checkpoint=runs["bf16"].checkpoint)
+    assert loaded.metadata["train_args"]["precision"] == "bf16"
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
 
 
 @pytest.mark.gpu
