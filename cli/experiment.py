@@ -72,7 +72,7 @@ def experiment(
     Example: resnet-probe experiment depth --depths 20,32 --repeats 3
     """
     from resnet_probe import distributed
-    from resnet_probe.experiments import TrainOptions, build_grid, open_splits, run_into
+    from resnet_probe.experiments import ExperimentSettings, TrainOptions, build_grid, open_splits, run_into
 
     grid = build_grid(which, depths=_depths(depths), depth=depth, match=match, models=tuple(models or ()))
     train_src, test_src = open_splits(dataset, data, limit, download)
@@ -82,10 +82,10 @@ def experiment(
               "limit": limit, "then": then}
     then_settings = RunSettings(model="", dataset=dataset, data=data, limit=limit, device=device, seed=seed,
                                 force=force, confidence=confidence, download=download)
+    settings = ExperimentSettings(repeats, seed, options, confidence, train_missing)
     out_path, result, outcome = run_into(
-        out_dir, grid, train_src, test_src, repeats=repeats, seed=seed, options=options, confidence=confidence,
-        train_missing=train_missing, force=force, then=[t.strip() for t in (then or "").split(",") if t.strip()],
-        then_settings=then_settings, title=title, stored_options={k: v for k, v in stored.items() if v is not None},
+        out_dir, grid, train_src, test_src, settings, force=force,
+        then=[t.strip() for t in (then or "").split(",") if t.strip()], then_settings=then_settings, title=title, stored_options={k: v for k, v in stored.items() if v is not None},
         progress=training_progress, then_progress=rich_progress, log=lambda text: out.print(text, markup=False),
     )
     if not distributed.is_main():

@@ -9,9 +9,9 @@ Example:
 
 from resnet_probe.experiments.grid import EXPERIMENTS, Cell, Grid, build_grid
 from resnet_probe.experiments.runs import TrainOptions, cache_key
-from resnet_probe.experiments.study import Outcome, open_splits, run_experiment, run_into
+from resnet_probe.experiments.study import ExperimentSettings, Outcome, open_splits, run_experiment, run_into
 
 __all__ = [
-    "EXPERIMENTS", "Cell", "Grid", "Outcome", "TrainOptions", "build_grid", "cache_key", "open_splits",
-    "run_experiment", "run_into",
+    "EXPERIMENTS", "Cell", "ExperimentSettings", "Grid", "Outcome", "TrainOptions", "build_grid", "cache_key",
+    "open_splits", "run_experiment", "run_into",
 ]

@@ -41,6 +41,17 @@ Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class ExperimentSettings:
+    """How an experiment runs its grid: seeds, recipe overrides, interval level, whether it may train."""
+
+    repeats: int = 1
+    seed: int = 0
+    options: TrainOptions = TrainOptions()
+    confidence: float = CONFIDENCE
+    train_missing: bool = True
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What an experiment did besides its result: runs trained now, runs read from the cache."""
 
@@ -70,12 +81,8 @@ def run_experiment(
     grid: Grid,
     train: DataSource,
     test: DataSource,
+    settings: ExperimentSettings = ExperimentSettings(),
     *,
-    repeats: int = 1,
-    seed: int = 0,
-    options: TrainOptions = TrainOptions(),
-    confidence: float = CONFIDENCE,
-    train_missing: bool = True,
     progress: ProgressFactory | None = None,
     log: Log | None = None,
 ) -> tuple[ExperimentResult, Outcome]:
@@ -83,12 +90,13 @@ def run_experiment(
 
     Example:
         >>> train, test = open_splits("digits", None, None, False)
-        >>> result, outcome = run_experiment(depth_grid((20, 32)), train, test, repeats=2)
+        >>> result, outcome = run_experiment(depth_grid((20, 32)), train, test, ExperimentSettings(repeats=2))
         >>> result.cell("plain-32").train_error_mean
     """
     from resnet_probe.executor import resolve_device
 
     started = time.perf_counter()
+    repeats, seed, options, confidence = settings.repeats, settings.seed, settings.options, settings.confidence
     distributed.init_from_env()
     if distributed.world() > 1 and resolve_device(options.device).type == "cuda":
         options = replace(options, device=f"cuda:{distributed.local_device_index()}")  # one GPU per rank
@@ -99,7 +107,7 @@ def run_experiment(
         key = cache_key(cell.model, data, recipes[cell.model], s)
         plan.append((cell, s, key, run_folder(train.name, cell.model, key)))
     missing = [f"{cell.model} seed {s}" for cell, s, _, folder in plan if cached(folder) is None]
-    if missing and not train_missing:
+    if missing and not settings.train_missing:
         raise CheckpointError(
             f"--no-train: {len(missing)} of {len(plan)} runs are not in the cache ({', '.join(missing[:4])}"
             f"{', ...' if len(missing) > 4 else ''}); rerun without --no-train to train them"
@@ -209,12 +217,8 @@ def run_into(
     grid: Grid,
     train: DataSource,
     test: DataSource,
+    settings: ExperimentSettings = ExperimentSettings(),
     *,
-    repeats: int = 1,
-    seed: int = 0,
-    options: TrainOptions = TrainOptions(),
-    confidence: float = CONFIDENCE,
-    train_missing: bool = True,
     force: bool = False,
     then: Sequence[str] = (),
     then_settings: RunSettings | None = None,
@@ -232,17 +236,16 @@ def run_into(
     names = check_then(then)
     distributed.init_from_env()
     with claim_run_directory(out, "experiment", grid.experiment, force, lock=distributed.is_main()) as out_dir:
-        result, outcome = run_experiment(
-            grid, train, test, repeats=repeats, seed=seed, options=options, confidence=confidence,
-            train_missing=train_missing, progress=progress, log=log,
-        )
+        result, outcome = run_experiment(grid, train, test, settings, progress=progress, log=log)
         if names:
-            base = then_settings or RunSettings(model="", dataset=train.name, device=options.device, seed=seed)
+            base = then_settings or RunSettings(
+                model="", dataset=train.name, device=settings.options.device, seed=settings.seed
+            )
             result = replace(result, then=run_then(result, names, out_dir, base, then_progress))
         outcome = replace(outcome, seconds=time.perf_counter() - started)
         record = experiment_record(
-            result, test, seed=seed, device=str(resolve_device(options.device)), options=stored_options or {},
-            title=title, outcome=outcome, confidence=confidence,
+            result, test, seed=settings.seed, device=str(resolve_device(settings.options.device)),
+            options=stored_options or {}, title=title, outcome=outcome, confidence=settings.confidence,
         )
         result = replace(result, run=record)
         if distributed.is_main():

@@ -13,6 +13,7 @@ from resnet_probe.experiments import study
 from resnet_probe.experiments.grid import depth_grid
 from resnet_probe.experiments.result import MACHINE_FIELDS, ExperimentResult
 from resnet_probe.experiments.runs import TrainOptions, cache_key, data_identity, run_folder
+from resnet_probe.experiments.study import ExperimentSettings
 from resnet_probe.training import recipe as recipes
 from resnet_probe.training.recipe import choose_recipe
 from resnet_probe.training.state import resume_path
@@ -62,23 +63,23 @@ def test_cache_key_changes_with_model_data_recipe_and_seed(splits) -> None:
 def test_second_run_trains_nothing_and_a_changed_recipe_retrains(home: Path, splits, monkeypatch) -> None:
     train, test = splits
     grid = depth_grid((20,))
-    first, done = study.run_experiment(grid, train, test, repeats=2, options=OPTIONS)
+    first, done = study.run_experiment(grid, train, test, ExperimentSettings(repeats=2, options=OPTIONS))
     assert (done.trained, done.cached) == (4, 0)
     assert [(r.model, r.seed, r.iterations, r.epochs) for r in first.runs] == [
         ("plain20", 0, 2, 1), ("plain20", 1, 2, 1), ("resnet20", 0, 2, 1), ("resnet20", 1, 2, 1)]
     assert [r.residual for r in first.runs] == [False, False, True, True]
     assert first.runs[0].test_n == 24 and first.runs[0].train_n == 32 and first.runs[0].flops > 0
-    again, done = study.run_experiment(grid, train, test, repeats=2, options=OPTIONS)
+    again, done = study.run_experiment(grid, train, test, ExperimentSettings(repeats=2, options=OPTIONS))
     assert (done.trained, done.cached) == (0, 4) and again == first
-    more, done = study.run_experiment(grid, train, test, repeats=3, options=OPTIONS)
+    more, done = study.run_experiment(grid, train, test, ExperimentSettings(repeats=3, options=OPTIONS))
     assert (done.trained, done.cached) == (2, 4) and more.runs[:2] == first.runs[:2]
     monkeypatch.setattr(recipes, "DIGITS_EPOCHS", 2)  # a longer recipe is another run
-    longer, done = study.run_experiment(grid, train, test, repeats=1, options=OPTIONS)
+    longer, done = study.run_experiment(grid, train, test, ExperimentSettings(options=OPTIONS))
     assert (done.trained, done.cached) == (2, 0) and [r.epochs for r in longer.runs] == [2, 2]
     assert longer.runs[0].key != first.runs[0].key
     with pytest.raises(CheckpointError, match=r"--no-train: 2 of 4 runs .* \(plain32 seed 0, resnet32 seed 0\)"):
-        study.run_experiment(depth_grid((20, 32)), train, test, options=TrainOptions(batch_size=16, device="cpu",
-                                                                                   epochs=2), train_missing=False)
+        study.run_experiment(depth_grid((20, 32)), train, test, ExperimentSettings(
+            options=TrainOptions(batch_size=16, device="cpu", epochs=2), train_missing=False))
 
 
 def test_killed_grid_continues_with_what_is_missing(home: Path, splits, monkeypatch, tmp_path: Path) -> None:
@@ -95,12 +96,12 @@ def test_killed_grid_continues_with_what_is_missing(home: Path, splits, monkeypa
 
     monkeypatch.setattr(study, "train_and_measure", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
-        study.run_experiment(grid, train, test, repeats=2, options=OPTIONS)
+        study.run_experiment(grid, train, test, ExperimentSettings(repeats=2, options=OPTIONS))
     monkeypatch.setattr(study, "train_and_measure", real)
-    resumed, done = study.run_experiment(grid, train, test, repeats=2, options=OPTIONS)
+    resumed, done = study.run_experiment(grid, train, test, ExperimentSettings(repeats=2, options=OPTIONS))
     assert (done.trained, done.cached) == (2, 2)
     monkeypatch.setenv("RESNET_PROBE_HOME", str(tmp_path / "fresh"))
-    whole, _ = study.run_experiment(grid, train, test, repeats=2, options=OPTIONS)
+    whole, _ = study.run_experiment(grid, train, test, ExperimentSettings(repeats=2, options=OPTIONS))
     assert numbers(resumed) == numbers(whole)
 
 
@@ -125,12 +126,12 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(home: Path, splits,
         return shown()
 
     with pytest.raises(Kill):
-        study.run_experiment(grid, train, test, options=OPTIONS, progress=dies_after_an_epoch)
+        study.run_experiment(grid, train, test, ExperimentSettings(options=OPTIONS), progress=dies_after_an_epoch)
     plain = next((home / "experiments" / "digits" / "plain20").iterdir())
     assert resume_path(plain / "model.safetensors").is_file() and not (plain / "run.json").exists()
-    resumed, done = study.run_experiment(grid, train, test, options=OPTIONS)
+    resumed, done = study.run_experiment(grid, train, test, ExperimentSettings(options=OPTIONS))
     assert done.trained == 2 and not resume_path(plain / "model.safetensors").exists()
     assert resumed.runs[0].train_images_per_s is not None  # the second epoch was timed
     monkeypatch.setenv("RESNET_PROBE_HOME", str(tmp_path / "fresh"))
-    whole, _ = study.run_experiment(grid, train, test, options=OPTIONS)
+    whole, _ = study.run_experiment(grid, train, test, ExperimentSettings(options=OPTIONS))
     assert numbers(resumed) == numbers(whole)  # bit-identical weights: the same per-image correctness

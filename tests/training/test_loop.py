@@ -14,9 +14,9 @@ from resnet_probe.executor import Executor, Plan
 from resnet_probe.models import cache
 from resnet_probe.models.checkpoints import read_checkpoint
 from resnet_probe.models.load import load_model
+from resnet_probe.models.zoo.families import DENSENET
 from resnet_probe.scoring import score_plans
 from resnet_probe.training.loop import TrainStatus, random_crop, train_model
-from resnet_probe.models.zoo.families import DENSENET
 from resnet_probe.training.recipe import choose_recipe, model_recipe
 from resnet_probe.training.state import resume_path
 
