@@ -21,7 +21,21 @@ MACHINE_FIELDS: tuple[str, ...] = ("seconds", "train_images_per_s", "inference_i
 
 
 @dataclass(frozen=True)
-class ExperimentRun:
+class GridNet:
+    """What a run's or a cell's net is: the cell label and zoo name, what it stands for, its size."""
+
+    cell: str
+    model: str
+    kind: str
+    family: str
+    depth: int | None
+    residual: bool
+    params: int
+    flops: int  # forward FLOPs per image (torch.utils.flop_counter: 2 per multiply-add)
+
+
+@dataclass(frozen=True)
+class ExperimentRun(GridNet):
     """One trained net of the grid: what it is, its errors with intervals, its cost.
 
     ``train_error`` is measured after training in eval mode on the unaugmented training set (the
@@ -30,15 +44,7 @@ class ExperimentRun:
     ``test_hits``/``train_hits`` are the per-image correctness, packed (:func:`stats.pack_bits`).
     """
 
-    cell: str
-    model: str
-    kind: str
-    family: str
-    depth: int | None
-    residual: bool
     seed: int
-    params: int
-    flops: int  # forward FLOPs per image (torch.utils.flop_counter: 2 per multiply-add)
     epochs: int
     iterations: int
     recipe: dict[str, Any]
@@ -72,21 +78,13 @@ class ExperimentRun:
 
 
 @dataclass(frozen=True)
-class ExperimentCell:
+class ExperimentCell(GridNet):
     """A cell's repeats summarised: mean, sample std (None for one seed) and best, per split.
 
     ``test_ci`` is the Wilson interval of the pooled test images of every repeat (the test-set
     uncertainty); the std across seeds is the training's.
     """
 
-    cell: str
-    model: str
-    kind: str
-    family: str
-    depth: int | None
-    residual: bool
-    params: int
-    flops: int
     repeats: int
     seeds: tuple[int, ...]
     test_error_mean: float
