@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -58,19 +58,29 @@ def data_identity(train: DataSource, test: DataSource) -> dict[str, Any]:
     return {"dataset": train.name, "path": train.path, "train_n": len(train), "test_n": len(test)}
 
 
-def recipe_for(model: str, train: DataSource, options: TrainOptions) -> Recipe:
-    """The recipe ``train_model`` will use for ``model`` (its depth and family decide the warm-up)."""
-    with torch.random.fork_rng(devices=[]):
-        loaded = load_model(model, weights="random", num_classes=train.num_classes)
-    return model_recipe(
-        loaded,
-        train.name,
-        len(train),
-        epochs=options.epochs,
-        iters=options.iters,
-        lr=options.lr,
-        batch_size=options.batch_size,
-    )
+def grid_recipe(models: Sequence[str], train: DataSource, options: TrainOptions) -> Recipe:
+    """One recipe for every net of a grid, so that its cells differ in the net alone.
+
+    Each net's own recipe (what ``train`` would give it: depth and family decide warm-up and
+    length) is computed, and the longest of them trains them all: on digits the long recipe
+    of the bottleneck depths and DenseNets, on CIFAR He et al.'s 400-iteration warm-up when the
+    grid holds a 110-layer net.
+    """
+
+    def own(model: str) -> Recipe:
+        with torch.random.fork_rng(devices=[]):
+            loaded = load_model(model, weights="random", num_classes=train.num_classes)
+        return model_recipe(
+            loaded,
+            train.name,
+            len(train),
+            epochs=options.epochs,
+            iters=options.iters,
+            lr=options.lr,
+            batch_size=options.batch_size,
+        )
+
+    return max((own(m) for m in dict.fromkeys(models)), key=lambda r: (r.iters, r.warmup_iters, r.lr))
 
 
 def cache_key(model: str, data: dict[str, Any], recipe: Recipe, seed: int) -> str:
@@ -124,10 +134,9 @@ def train_and_measure(
                     shown(status)
 
                 result = train_model(
-                    model, train, test, epochs=options.epochs, iters=options.iters, lr=options.lr,
-                    batch_size=options.batch_size, seed=seed, device=options.device, precision=options.precision,
-                    progress=report, resume=resume_path(checkpoint).is_file(), checkpoint_path=checkpoint,
-                    dataset=train.name,
+                    model, train, test, recipe=recipe, seed=seed, device=options.device,
+                    precision=options.precision, progress=report, resume=resume_path(checkpoint).is_file(),
+                    checkpoint_path=checkpoint, dataset=train.name,
                 )
             if result.recipe != recipe:
                 raise CheckpointError(f"{model}: trained with {result.recipe}, expected {recipe}; this is a bug")

@@ -29,7 +29,7 @@ from resnet_probe.experiments.runs import (
     cache_key,
     cached,
     data_identity,
-    recipe_for,
+    grid_recipe,
     run_folder,
     train_and_measure,
 )
@@ -101,10 +101,10 @@ def run_experiment(
     if distributed.world() > 1 and resolve_device(options.device).type == "cuda":
         options = replace(options, device=f"cuda:{distributed.local_device_index()}")  # one GPU per rank
     data = data_identity(train, test)
-    recipes = {cell.model: recipe_for(cell.model, train, options) for cell in grid.cells}
+    recipe = grid_recipe([cell.model for cell in grid.cells], train, options)
     plan = []
     for cell, s in grid.runs(repeats, seed):
-        key = cache_key(cell.model, data, recipes[cell.model], s)
+        key = cache_key(cell.model, data, recipe, s)
         plan.append((cell, s, key, run_folder(train.name, cell.model, key)))
     missing = [f"{cell.model} seed {s}" for cell, s, _, folder in plan if cached(folder) is None]
     if missing and not settings.train_missing:
@@ -123,7 +123,7 @@ def run_experiment(
         doc = cached(folder)
         status = "cached"
         if doc is None:
-            doc = train_and_measure(cell.model, s, train, test, recipes[cell.model], folder, options, shown)
+            doc = train_and_measure(cell.model, s, train, test, recipe, folder, options, shown)
             status = "trained"
         local.append((index, (status, doc)))
         say(f"[{index + 1}/{len(plan)}] {cell.model} seed {s}: {status}, "

@@ -81,6 +81,7 @@ def train_model(
     iters: int | None = None,
     lr: float | None = None,
     batch_size: int | None = None,
+    recipe: Recipe | None = None,
     seed: int = 0,
     device: str = "auto",
     precision: str = "auto",
@@ -91,6 +92,8 @@ def train_model(
 ) -> TrainResult:
     """Train ``spec`` from scratch (or resume it) and save it where ``load_model`` finds it.
 
+    ``recipe`` replaces the model's own (:func:`model_recipe`; then ``epochs``, ``iters``,
+    ``lr`` and ``batch_size`` must be None): an experiment trains every net of a grid alike.
     ``dataset`` names the cache folder (default ``data_train.name``); ``precision`` "auto" is
     bf16 autocast on CUDA (fp16 with a GradScaler where bf16 is missing) and fp32 on CPU;
     "bf16" on the CPU is autocast too (weights and optimizer stay fp32).
@@ -114,7 +117,12 @@ def train_model(
         torch.manual_seed(seed)  # the initial weights depend on the seed only
         loaded = load_model(spec, weights="random", num_classes=data_train.num_classes)
     model = loaded.model
-    recipe = model_recipe(loaded, dataset, len(data_train), epochs=epochs, iters=iters, lr=lr, batch_size=batch_size)
+    if recipe is None:
+        recipe = model_recipe(
+            loaded, dataset, len(data_train), epochs=epochs, iters=iters, lr=lr, batch_size=batch_size
+        )
+    elif (epochs, iters, lr, batch_size) != (None, None, None, None):
+        raise ProbeError("train_model: pass a recipe or its overrides (epochs, iters, lr, batch_size), not both")
     prep = data_train.default_preprocessing
     model.to(dev)
     if _channels_last(dev, amp):

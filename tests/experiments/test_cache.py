@@ -12,7 +12,7 @@ from resnet_probe.errors import CheckpointError
 from resnet_probe.experiments import study
 from resnet_probe.experiments.grid import depth_grid
 from resnet_probe.experiments.result import MACHINE_FIELDS, ExperimentResult
-from resnet_probe.experiments.runs import TrainOptions, cache_key, data_identity, run_folder
+from resnet_probe.experiments.runs import TrainOptions, cache_key, data_identity, grid_recipe, run_folder
 from resnet_probe.experiments.study import ExperimentSettings
 from resnet_probe.training import recipe as recipes
 from resnet_probe.training.recipe import choose_recipe
@@ -135,3 +135,15 @@ def test_run_killed_mid_training_resumes_from_its_last_epoch(home: Path, splits,
     monkeypatch.setenv("RESNET_PROBE_HOME", str(tmp_path / "fresh"))
     whole, _ = study.run_experiment(grid, train, test, ExperimentSettings(options=OPTIONS))
     assert numbers(resumed) == numbers(whole)  # bit-identical weights: the same per-image correctness
+
+
+def test_every_net_of_a_grid_trains_with_the_longest_recipe_any_of_them_needs() -> None:
+    train = load_data("digits", split="train")
+    # DenseNet-BC-100 (the blocks experiment's DenseNet at ResNet-56's size) needs the long digits recipe
+    mixed = grid_recipe(["resnet56", "densenet_bc100_k12"], train, TrainOptions())
+    assert (mixed.iters, mixed.lr, mixed.warmup_iters) == (410, 0.05, 41)
+    alike = grid_recipe(["plain20", "resnet20"], train, TrainOptions())
+    assert alike == choose_recipe("digits", len(train), depth=20)
+    # on CIFAR-10 He et al.'s warm-up of the 110-layer net is given to the whole grid
+    cifar = load_data("cifar10-sample")
+    assert grid_recipe(["resnet20", "resnet110"], cifar, TrainOptions()).warmup_iters == 400

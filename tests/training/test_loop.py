@@ -177,6 +177,16 @@ def test_every_kind_of_zoo_net_trains_and_loads(name: str, tiny, tmp_path: Path)
     assert loaded.metadata["dataset"] == "digits" and loaded.num_classes == 10
 
 
+def test_a_given_recipe_replaces_the_models_own(tiny, tmp_path: Path) -> None:
+    train, test = tiny
+    recipe = choose_recipe("digits", len(train), iters=3, lr=0.03, batch_size=16)  # not resnet20's own
+    result = train_model("resnet20", train, test, recipe=recipe, device="cpu", checkpoint_path=tmp_path / "r")
+    assert result.recipe == recipe and result.iterations == 3
+    with pytest.raises(ProbeError, match="not both"):
+        train_model("resnet20", train, test, recipe=recipe, lr=0.1, device="cpu", checkpoint_path=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 def test_fp16_training_is_gpu_only(tiny, tmp_path: Path) -> None:
     train, test = tiny
     with pytest.raises(DeviceError, match="--precision fp16"):
