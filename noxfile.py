@@ -70,6 +70,7 @@ def bench(session: nox.Session) -> None:
         "--swap-samples", "4", "--grad-samples", "20", *cpu, env=env,
     )
     session.run("python", "benchmarks/batch_sizes.py", "--model", "resnet20", "--images", "1024", *cpu, env=env)
+    session.run("python", "benchmarks/train_step.py", "--model", "resnet56", *cpu, env=env)
     session.run("python", "benchmarks/cli_vs_loop.py", "--model", "resnet20")
     session.run("python", "benchmarks/cli_overhead.py", "--rounds", "2")
 

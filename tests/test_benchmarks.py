@@ -26,6 +26,8 @@ CPU = ["--device", "cpu", "--threads", "1"]
         ("response_std", ["--model", "resnet20", "--limit", "24", "--batch-size", "8", "--rounds", "1"],
          "largest relative difference"),
         ("batch_sizes", ["--model", "resnet20", "--images", "256", "--rounds", "1"], "a fixed 256 loses"),
+        ("train_step", ["--model", "resnet20", "--batch", "4", "--steps", "1", "--rounds", "1"],
+         "train --precision bf16"),
         ("veit_suite", ["--model", "resnet20", "--images", "16", "--batch-size", "8", "--grad-batch-size", "8",
                         "--random-k", "1:2", "--random-k-samples", "1", "--swaps", "1:2", "--swap-samples", "1",
                         "--grad-samples", "1"], "total"),
