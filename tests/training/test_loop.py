@@ -63,11 +63,15 @@ def test_digits_recipe_of_bottleneck_depths_warms_up_then_runs_high_and_longer()
     assert (short.iters, short.lr, short.warmup_iters) == (41, 0.1, 0)
 
 
-def test_densenets_take_the_long_digits_recipe_at_any_depth() -> None:
+def test_densenets_take_the_long_digits_recipe_at_any_depth_and_the_original_bottleneck_longer() -> None:
     dense = model_recipe(load_model("densenet40_k12", weights="random"), "digits", 1_297)
     assert (dense.iters, dense.lr, dense.warmup_iters) == (410, 0.05, 41)
     resnet = model_recipe(load_model("resnet20", weights="random"), "digits", 1_297)
     assert (resnet.iters, resnet.lr, resnet.warmup_iters) == (205, 0.02, 0)
+    # the original ResNet-164 trains reliably only given four times as long (40 epochs: 96.0 %)
+    original = model_recipe(load_model("resnet164", weights="random"), "digits", 1_297)
+    twin = model_recipe(load_model("preact_resnet164", weights="random"), "digits", 1_297)
+    assert (original.iters, twin.iters, original.lr, original.warmup_iters) == (1_640, 410, 0.05, 41)
     # off digits the family changes nothing: He et al.'s recipe, warm-up by depth only
     assert choose_recipe("cifar10", 50_000, depth=40, family=DENSENET) == choose_recipe("cifar10", 50_000, depth=40)
 
