@@ -85,7 +85,8 @@ def experiment(
     settings = ExperimentSettings(repeats, seed, options, confidence, train_missing)
     out_path, result, outcome = run_into(
         out_dir, grid, train_src, test_src, settings, force=force,
-        then=[t.strip() for t in (then or "").split(",") if t.strip()], then_settings=then_settings, title=title, stored_options={k: v for k, v in stored.items() if v is not None},
+        then=[t.strip() for t in (then or "").split(",") if t.strip()], then_settings=then_settings, title=title,
+        stored_options={k: v for k, v in stored.items() if v is not None},
         progress=training_progress, then_progress=rich_progress, log=lambda text: out.print(text, markup=False),
     )
     if not distributed.is_main():
