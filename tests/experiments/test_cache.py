@@ -10,7 +10,7 @@ import pytest
 from resnet_probe.data import load_data
 from resnet_probe.errors import CheckpointError
 from resnet_probe.experiments import study
-from resnet_probe.experiments.grid import depth_grid
+from resnet_probe.experiments.grid import depth_grid, shortcut_grid
 from resnet_probe.experiments.result import MACHINE_FIELDS, ExperimentResult
 from resnet_probe.experiments.runs import TrainOptions, cache_key, data_identity, grid_recipe, run_folder
 from resnet_probe.experiments.study import ExperimentSettings
@@ -147,3 +147,11 @@ def test_every_net_of_a_grid_trains_with_the_longest_recipe_any_of_them_needs() 
     # on CIFAR-10 He et al.'s warm-up of the 110-layer net is given to the whole grid
     cifar = load_data("cifar10-sample")
     assert grid_recipe(["resnet20", "resnet110"], cifar, TrainOptions()).warmup_iters == 400
+
+
+def test_a_shortcut_grid_measures_the_slow_variants_at_their_references_budget() -> None:
+    train = load_data("digits", split="train")
+    models = [c.model for c in shortcut_grid(20).cells]
+    assert "resnet20_exclusive_gating" in models  # 80 epochs on its own (`train`)
+    assert grid_recipe(models, train, TrainOptions()) == choose_recipe("digits", len(train), depth=20)
+    assert grid_recipe(models, train, TrainOptions(epochs=3)).iters == 123

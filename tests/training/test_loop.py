@@ -15,9 +15,10 @@ from resnet_probe.models import cache
 from resnet_probe.models.checkpoints import read_checkpoint
 from resnet_probe.models.load import load_model
 from resnet_probe.models.zoo.families import DENSENET
+from resnet_probe.models.zoo.identity_mappings import VARIANTS
 from resnet_probe.scoring import score_plans
 from resnet_probe.training.loop import TrainStatus, random_crop, train_model
-from resnet_probe.training.recipe import choose_recipe, model_recipe
+from resnet_probe.training.recipe import DIGITS_VARIANT_EPOCHS, choose_recipe, model_recipe
 from resnet_probe.training.state import resume_path
 
 
@@ -74,6 +75,19 @@ def test_densenets_take_the_long_digits_recipe_at_any_depth_and_the_original_bot
     assert (original.iters, twin.iters, original.lr, original.warmup_iters) == (1_640, 410, 0.05, 41)
     # off digits the family changes nothing: He et al.'s recipe, warm-up by depth only
     assert choose_recipe("cifar10", 50_000, depth=40, family=DENSENET) == choose_recipe("cifar10", 50_000, depth=40)
+
+
+def test_the_slow_unit_variants_take_more_of_the_short_digits_recipe() -> None:
+    assert set(DIGITS_VARIANT_EPOCHS) <= set(VARIANTS)
+    for model, epochs in [("resnet20_const_scaling", 20), ("resnet20_bn_after_add", 20),
+                          ("resnet56_dropout_shortcut", 40), ("resnet20_exclusive_gating", 80)]:
+        r = model_recipe(load_model(model, weights="random"), "digits", 1_297)
+        assert (r.iters, r.lr, r.warmup_iters, r.schedule) == (41 * epochs, 0.02, 0, "cosine")
+    for model in ("resnet20_shortcut_gating", "resnet20_conv_shortcut", "resnet20_b", "preact_resnet20"):
+        assert model_recipe(load_model(model, weights="random"), "digits", 1_297).iters == 205
+    # overrides still win; off digits the variant changes nothing
+    assert choose_recipe("digits", 1_297, variant="exclusive_gating", epochs=5).iters == 205
+    assert choose_recipe("cifar10", 50_000, depth=20, variant="const_scaling") == choose_recipe("cifar10", 50_000, depth=20)
 
 
 @pytest.mark.parametrize(
