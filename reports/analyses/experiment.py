@@ -21,6 +21,7 @@ from resnet_probe.reports.content import (
 from resnet_probe.experiments.papers import imagenet_options_text
 from resnet_probe.experiments.result import Comparison, ExperimentCell, ExperimentResult
 from resnet_probe.results import RunRecord
+from resnet_probe.training.recipe import DIGITS_VARIANT_EPOCHS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -305,6 +306,32 @@ def _ranked(cells: Sequence[ExperimentCell]) -> str:
     return ", ".join(f"{c.cell} {pct(c.test_error_mean)}" for c in sorted(cells, key=lambda c: c.test_error_mean))
 
 
+UNTRAINED = 0.10  # a final training error above this: the net has not fit its training set with this recipe
+
+
+def _unfit(cells: Sequence[ExperimentCell]) -> str:
+    return ", ".join(f"{c.cell} ({pct(c.train_error_mean)} training error)" for c in cells)
+
+
+def _shortcut_fit(result: ExperimentResult, reference: ExperimentCell | None) -> str | None:
+    """What the training errors say of the comparisons with the original unit, or None when all fit."""
+    unfit = [c for c in result.cells if c.train_error_mean > UNTRAINED]
+    if reference is not None and reference in unfit:
+        return (f"The original unit ({reference.cell}) itself has not fitted its training set with this recipe "
+                f"({pct(reference.train_error_mean)} training error), so the variants' comparisons with it say more "
+                "about the recipe's length than about the units." + _short_recipe(result))
+    variants = [c for c in unfit if c.kind not in ("none", "A", "B", "C")]
+    if not variants:
+        return None
+    fitted = ("" if reference is None else
+              f", where the original unit is ({pct(reference.train_error_mean)} training error)")
+    longer = DIGITS_VARIANT_EPOCHS.values()
+    return (f"Not fitted by this recipe{fitted}: {_unfit(variants)}. A higher training error at the same budget is "
+            "what He et al. 2016 read as these units' optimisation difficulty; given more epochs they may still fit"
+            + (f" (on digits `resnet-probe train` gives the slowest variants {min(longer)} to {max(longer)} epochs)."
+               if result.dataset == "digits" else "."))
+
+
 def _shortcut_reading(result: ExperimentResult, record: RunRecord) -> list[str]:
     by_kind = {c.kind: c for c in result.cells}
     sentences = []
@@ -354,10 +381,10 @@ def _shortcut_reading(result: ExperimentResult, record: RunRecord) -> list[str]:
                  if x.split == "test" and x.significant and not x.a_better and x.b == reference.cell]
         sentences.append(head + verdict + (f" Significantly worse than the original unit: {', '.join(worse)}."
                                            if worse else " No variant is significantly worse than the original unit."))
+        fit = _shortcut_fit(result, reference)
+        if fit is not None:
+            sentences.append(fit)
     return sentences
-
-
-UNTRAINED = 0.10  # a final training error above this: the net has not fit its training set with this recipe
 
 
 def _blocks_reading(result: ExperimentResult, record: RunRecord) -> list[str]:
@@ -384,9 +411,8 @@ def _blocks_reading(result: ExperimentResult, record: RunRecord) -> list[str]:
     sentences = [answer, f"Test error {matched} ({params}): {_ranked(result.cells)}."]
     unfit = [c for c in result.cells if c.train_error_mean > UNTRAINED]
     if unfit:
-        named = ", ".join(f"{c.cell} ({pct(c.train_error_mean)} training error)" for c in unfit)
         sentences.append(
-            f"Not fitted by this recipe: {named}; {'its' if len(unfit) == 1 else 'their'} test error says more "
+            f"Not fitted by this recipe: {_unfit(unfit)}; {'its' if len(unfit) == 1 else 'their'} test error says more "
             "about the recipe's length than about the block." + _short_recipe(result))
     fast = max(result.cells, key=lambda c: c.train_images_per_s or 0)
     sentences.append(

@@ -87,7 +87,8 @@ def test_the_slow_unit_variants_take_more_of_the_short_digits_recipe() -> None:
         assert model_recipe(load_model(model, weights="random"), "digits", 1_297).iters == 205
     # overrides still win; off digits the variant changes nothing
     assert choose_recipe("digits", 1_297, variant="exclusive_gating", epochs=5).iters == 205
-    assert choose_recipe("cifar10", 50_000, depth=20, variant="const_scaling") == choose_recipe("cifar10", 50_000, depth=20)
+    cifar = choose_recipe("cifar10", 50_000, depth=20, variant="const_scaling")
+    assert cifar == choose_recipe("cifar10", 50_000, depth=20)
 
 
 @pytest.mark.parametrize(
