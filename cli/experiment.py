@@ -22,7 +22,7 @@ Depths = Annotated[
 ]
 Depth = Annotated[
     Optional[int],
-    typer.Option("--depth", min=1, help="shortcut: the depth of every variant (default 110); blocks: the basic ResNet whose parameters the others match (default 56)."),
+    typer.Option("--depth", min=1, help="shortcut: the depth of every variant (default 110; digits 56); blocks: the basic ResNet whose parameters the others match (default 56)."),
 ]
 Match = Annotated[
     Optional[float],
@@ -74,7 +74,9 @@ def experiment(
     from resnet_probe import distributed
     from resnet_probe.experiments import ExperimentSettings, TrainOptions, build_grid, open_splits, run_into
 
-    grid = build_grid(which, depths=_depths(depths), depth=depth, match=match, models=tuple(models or ()))
+    on_digits = data is None and (dataset or "digits") == "digits"
+    grid = build_grid(which, depths=_depths(depths), depth=depth, match=match, models=tuple(models or ()),
+                      dataset="digits" if on_digits else dataset)
     train_src, test_src = open_splits(dataset, data, limit, download)
     options = TrainOptions(epochs=epochs, iters=iters, lr=lr, batch_size=batch_size, device=device, precision=precision)
     stored = {"experiment": which, "depths": _depths(depths), "depth": depth, "match": match, "models": models,

@@ -85,6 +85,11 @@ def test_shortcut_experiment_skips_what_the_zoo_lacks(capsys, home: Path, tmp_pa
     assert r.code == 2 and "--no-train: 12 of 12 runs are not in the cache" in r.err
 
 
+def test_shortcut_experiment_on_digits_defaults_to_depth_56(capsys, home: Path, tmp_path: Path) -> None:
+    r = run_cli(capsys, "experiment", "shortcut", *TINY, "--no-train", "--out", tmp_path / "s")
+    assert r.code == 2 and "runs are not in the cache (plain56 seed 0, resnet56 seed 0" in r.err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

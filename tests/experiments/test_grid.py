@@ -46,6 +46,13 @@ def test_shortcut_grid_has_options_variants_and_preact_against_their_references(
     assert len(grid.pairs) == len(grid.cells) - 1
 
 
+def test_the_shortcut_experiment_runs_at_110_but_at_56_on_digits() -> None:
+    assert build_grid("shortcut").cells[0].model == "plain110"
+    assert build_grid("shortcut", dataset="cifar10").cells[0].model == "plain110"
+    assert build_grid("shortcut", dataset="digits").cells[0].model == "plain56"
+    assert build_grid("shortcut", depth=20, dataset="digits").cells[0].model == "plain20"
+
+
 def test_blocks_grid_matches_parameters_and_says_what_it_left_out() -> None:
     grid = blocks_grid(56)
     assert [(c.label, c.model) for c in grid.cells] == [
