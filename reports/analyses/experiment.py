@@ -328,7 +328,7 @@ def _shortcut_fit(result: ExperimentResult, reference: ExperimentCell | None) ->
     longer = DIGITS_VARIANT_EPOCHS.values()
     return (f"Not fitted by this recipe{fitted}: {_unfit(variants)}. A higher training error at the same budget is "
             "what He et al. 2016 read as these units' optimisation difficulty; given more epochs they may still fit"
-            + (f" (on digits `resnet-probe train` gives the slowest variants {min(longer)} to {max(longer)} epochs)."
+            + (f" (on digits the train command gives the slowest variants {min(longer)} to {max(longer)} epochs)."
                if result.dataset == "digits" else "."))
 
 
