@@ -11,7 +11,7 @@ from resnet_probe.cli.training import training_progress
 from rich.table import Table
 
 from resnet_probe.errors import ProbeError
-from resnet_probe.settings import CONFIDENCE, RunSettings
+from resnet_probe.settings import CONFIDENCE, RunSettings, reads_digits
 
 if TYPE_CHECKING:
     from resnet_probe.experiments.result import ExperimentResult
@@ -74,9 +74,8 @@ def experiment(
     from resnet_probe import distributed
     from resnet_probe.experiments import ExperimentSettings, TrainOptions, build_grid, open_splits, run_into
 
-    on_digits = data is None and (dataset or "digits") == "digits"
     grid = build_grid(which, depths=_depths(depths), depth=depth, match=match, models=tuple(models or ()),
-                      dataset="digits" if on_digits else dataset)
+                      dataset="digits" if reads_digits(dataset, data) else dataset)
     train_src, test_src = open_splits(dataset, data, limit, download)
     options = TrainOptions(epochs=epochs, iters=iters, lr=lr, batch_size=batch_size, device=device, precision=precision)
     stored = {"experiment": which, "depths": _depths(depths), "depth": depth, "match": match, "models": models,

@@ -19,7 +19,7 @@ from rich.progress import (
 from resnet_probe.errors import CheckpointError
 from resnet_probe.models import cache
 from resnet_probe.models.spec import parse, parse_with_checkpoint
-from resnet_probe.settings import RunSettings
+from resnet_probe.settings import RunSettings, reads_digits
 
 if TYPE_CHECKING:
     from resnet_probe.data import DataSource
@@ -140,8 +140,7 @@ def train_missing(
     settings: RunSettings, compare: Sequence[str] = (), before: Callable[[], None] | None = None
 ) -> None:
     """Before a run on digits: train the zoo models it names that have no weights yet."""
-    on_digits = settings.data is None and (settings.dataset or "digits") == "digits"
-    if not settings.train_missing or not on_digits or settings.random_init or settings.pretrained:
+    if not settings.train_missing or not reads_digits(settings.dataset, settings.data) or settings.random_init or settings.pretrained:
         return
     specs = [] if settings.checkpoint is not None else [parse(settings.model)]
     specs += [spec for spec, checkpoint in map(parse_with_checkpoint, compare) if checkpoint is None]

@@ -22,6 +22,11 @@ BATCH_SIZE = 256
 CONFIDENCE = 0.95
 
 
+def reads_digits(dataset: str | None, data: str | Path | None) -> bool:
+    """Whether ``--dataset``/``--data`` select the embedded digits (the default when neither is given)."""
+    return data is None and (dataset or "digits") == "digits"
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """What every analysis run shares: model, weights, data, device, seed and run directory."""
