@@ -18,6 +18,7 @@ from resnet_probe.reports.content import (
     sample_size_sentence,
 )
 
+from resnet_probe.experiments.grid import SHORTCUT_KINDS
 from resnet_probe.experiments.papers import imagenet_options_text
 from resnet_probe.experiments.result import Comparison, ExperimentCell, ExperimentResult
 from resnet_probe.results import RunRecord
@@ -320,7 +321,7 @@ def _shortcut_fit(result: ExperimentResult, reference: ExperimentCell | None) ->
         return (f"The original unit ({reference.cell}) itself has not fitted its training set with this recipe "
                 f"({pct(reference.train_error_mean)} training error), so the variants' comparisons with it say more "
                 "about the recipe's length than about the units." + _short_recipe(result))
-    variants = [c for c in unfit if c.kind not in ("none", "A", "B", "C")]
+    variants = [c for c in unfit if c.kind not in SHORTCUT_KINDS]
     if not variants:
         return None
     fitted = ("" if reference is None else

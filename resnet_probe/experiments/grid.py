@@ -25,6 +25,7 @@ SHORTCUT_DEPTH = 110
 # test error B 72.0 %, C 80.6 %, against A 7.4 %), so no variant can be read against the original
 # unit there; at 56 they train (A 1.0 %, B 1.2 %, C 13.4 %) while plain-56 does not (60.0 %).
 DIGITS_SHORTCUT_DEPTH = 56
+SHORTCUT_KINDS: tuple[str, ...] = ("none", "A", "B", "C")  # shortcut cells that are not a unit variant
 BLOCKS_DEPTH = 56  # ResNet-56's 0.85M parameters: pre-activation, DenseNet-BC-100 and VoVNet lie within 10 %
 MATCH = 0.25  # a block net is "matched" when its parameters lie within this share of the reference's
 
@@ -149,7 +150,7 @@ def shortcut_grid(depth: int = SHORTCUT_DEPTH) -> Grid:
     pairs: list[tuple[str, str]] = [(label, reference.label) for label in ("no shortcut", "B projection",
                                                     "C all projection") if label in labels]
     base = original if original in labels else reference.label
-    pairs += [(c.label, base) for c in cells if c.kind not in ("none", "A", "B", "C")]
+    pairs += [(c.label, base) for c in cells if c.kind not in SHORTCUT_KINDS]
     return Grid("shortcut", tuple(cells), tuple(pairs), tuple(skipped))
 
 
