@@ -7,6 +7,13 @@ from typing import Iterator
 
 import pytest
 
+from . import deadlines
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Calibrate the subprocess hang guards once per session, and say by how much they are scaled."""
+    return deadlines.describe()
+
 
 @pytest.fixture(scope="session")
 def fixtures_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from .deadlines import deadline
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CPU = ["--device", "cpu", "--threads", "1"]
+# What a script takes on a fast machine, rounded well up (the smoke sizes: 2-10 s; cli_vs_loop: about 30 s).
+SCRIPT_S = 60.0
+WHOLE_PROCESS_S = 90.0
 
 
 @pytest.mark.parametrize(
@@ -37,7 +42,7 @@ def test_benchmark_runs_and_agrees(script: str, argv: list[str], expect: str) ->
     # As a user runs them: a script of its own (lesion_sweep spawns a process per mode).
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / f"{script}.py"), *argv, *CPU],
-        capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=deadline(SCRIPT_S), env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert expect in proc.stdout
@@ -47,7 +52,7 @@ def test_whole_process_benchmark_agrees_with_the_plain_loop(tmp_path: Path) -> N
     """The shipped ResNet-20's sweep as a plain PyTorch loop and as `resnet-probe lesion`, fp32 and bf16."""
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "cli_vs_loop.py"), "--model", "resnet20"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=deadline(WHOLE_PROCESS_S),
         env=os.environ | {"OMP_NUM_THREADS": "1", "RESNET_PROBE_HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

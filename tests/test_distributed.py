@@ -13,6 +13,10 @@ import pytest
 
 from resnet_probe import distributed
 
+from .deadlines import deadline
+
+RUN_S = 60.0  # one CLI run, single or 2 ranks, on a fast machine, rounded well up (under 10 s)
+
 
 def test_alone_every_batch_is_mine() -> None:
     from resnet_probe.data import load_data
@@ -33,7 +37,7 @@ def _cli(args: list[str], nproc: int, tmp: Path) -> dict:
             sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
             "--master-port", "29517", "-m", "resnet_probe.cli.app", *args, "--out", str(out),
         ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=deadline(RUN_S))
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((out / "results.json").read_text())
     for key in ("wall_time_s", "device"):

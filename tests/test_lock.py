@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,15 @@ from resnet_probe.journal import PAUSE_ENV
 from resnet_probe.rundir import LOCK, RunLock, claim_run_directory, is_stale, read_holder
 
 from .cli.helpers import run_cli
+from .deadlines import deadline, wait_for
 
 TINY = ("--model", "resnet20", "--random-init", "--dataset", "digits", "--device", "cpu", "--seed", "3")
 # Journals an item per configuration: the pause holds the run after its first one.
 REORDER = ("reorder", *TINY, "--limit", "32", "--batch-size", "16", "--swaps", "1:4", "--samples", "10")
 EVAL = ("eval", *TINY, "--limit", "8", "--batch-size", "8")
-DEADLINE_S = 300  # generous: the CLI's imports alone take seconds on a busy 2-core machine
+# What the steps take on a fast machine, rounded well up; tests.deadlines makes hang guards of them.
+START_S = 30.0  # interpreter, imports, data, model and the first journaled item (about 3 s)
+FINISH_S = 30.0  # the rest of the run, its report included (about 3 s)
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -58,13 +60,8 @@ def test_two_runs_into_one_out_one_is_refused_the_other_intact(
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     marker = out / "progress.jsonl.paused"
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while not marker.exists():  # the first run is held mid-run, lock taken, one item journaled
-            if first.poll() is not None:
-                pytest.fail(f"the first run ended before the second started: {first.stderr.read()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("the first run made no progress within the deadline")
-            time.sleep(0.01)
+        # The event: the first run is held mid-run, lock taken, one item journaled.
+        wait_for(marker.exists, first, START_S, "the first run's first journaled item")
         holder = read_holder(out / LOCK)
         assert holder is not None and holder["pid"] == first.pid
         before = _snapshot(out)
@@ -79,7 +76,7 @@ def test_two_runs_into_one_out_one_is_refused_the_other_intact(
         assert _snapshot(out) == before  # the refused run wrote nothing, removed nothing
 
         marker.unlink()  # let the first run go on
-        stdout, stderr = first.communicate(timeout=DEADLINE_S)
+        stdout, stderr = first.communicate(timeout=deadline(FINISH_S))
     finally:
         if first.poll() is None:
             first.kill()

@@ -24,12 +24,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: tests.deadlines from the checkout
+from tests.deadlines import deadline  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
 )
 WIDTH = 1280
+CHROMIUM_S = 20.0  # one headless Chromium call on a fast machine, rounded well up (1-3 s)
 # First in <head>: console.error, uncaught exceptions and failed resources all become console
 # lines with a marker, because Chromium logs every console level as INFO.
 WATCH = """
@@ -116,7 +120,7 @@ def check_index(binary: str, index: Path, work: Path, shot: Path) -> list[str]:
 def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """One headless Chromium call with its own throw-away profile."""
     cmd = [binary, *FLAGS, f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=deadline(CHROMIUM_S), check=False)
 
 
 def console_errors(stderr: str) -> list[str]:

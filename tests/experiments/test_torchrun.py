@@ -10,8 +10,11 @@ from pathlib import Path
 
 from resnet_probe.experiments.result import MACHINE_FIELDS
 
+from ..deadlines import deadline
+
 ARGS = ["experiment", "depth", "--depths", "20", "--repeats", "2", "--iters", "2", "--limit", "32",
         "--batch-size", "16", "--device", "cpu"]
+RUN_S = 60.0  # the experiment, single or 2 ranks, on a fast machine, rounded well up (about 10 s)
 
 
 def _experiment(nproc: int, tmp: Path) -> tuple[dict, str]:
@@ -21,7 +24,7 @@ def _experiment(nproc: int, tmp: Path) -> tuple[dict, str]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
                 "--master-port", "29533"] if nproc > 1 else [sys.executable]
     cmd = [*launcher, "-m", "resnet_probe.cli.app", *ARGS, "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=deadline(RUN_S))
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((out / "results.json").read_text())
     doc.pop("wall_time_s")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from ..deadlines import deadline
+
+FRESH_S = 30.0  # a fresh interpreter importing torch and the package, a paths result (about 3 s)
+
 
 def test_reading_before_any_report_was_rendered() -> None:
     # A fresh interpreter: nothing has imported the built-in report modules yet.
@@ -21,7 +25,7 @@ record = RunRecord(analysis="paths", model={"spec": "zoo:resnet20"}, data={}, se
 lines = content.reading(result, record)
 print(len(lines), len(content.figures(result, record)), lines[0])
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=deadline(FRESH_S))
     assert proc.returncode == 0, proc.stderr[-2000:]
     n_lines, n_figures, first = proc.stdout.split(maxsplit=2)
     assert int(n_lines) >= 1 and int(n_figures) >= 1
