@@ -37,3 +37,11 @@ class OutputError(ProbeError):
 
 class AdapterError(ProbeError):
     """A model whose residual structure no adapter understands."""
+
+
+class ModelError(ProbeError):
+    """A model object that cannot be studied: its forward fails or does not return (batch, classes) logits."""
+
+
+class MetricError(ProbeError):
+    """A metric that is unknown, or a metric callable that fails or returns the wrong values."""

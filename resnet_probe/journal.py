@@ -17,7 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
@@ -44,10 +44,18 @@ class ScoreValue(_Strict):
     loss_sum: float = Field(ge=0)
     hits: str | None = None
     stopped: bool = False
+    kind: Literal["hit", "loss"] = "hit"
+    values: str | None = None
+    value_sum: float = 0.0
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> ScoreValue:
-        from resnet_probe.stats import unpack_bits
+        from resnet_probe.stats import unpack_bits, unpack_floats
+
+        if self.kind == "loss":
+            if self.values is None:
+                raise ValueError("a loss score needs its per-example values")
+            unpack_floats(self.values, self.n)  # ValueError on a bad packing or a non-finite value
 
         if self.correct > self.n:
             raise ValueError(f"correct {self.correct} exceeds n {self.n}; allowed 0 <= correct <= n")

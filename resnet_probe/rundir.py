@@ -341,4 +341,13 @@ _ACCURACY = re.compile(r"accuracy|\w+_accuracy|accuracies")
 
 def jsonable(options: dict[str, Any]) -> dict[str, Any]:
     """Options as results.json stores them (tuples become lists)."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
+    return {k: _jsonable(v) for k, v in options.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if callable(value) or hasattr(value, "fn"):  # a metric callable (or Metric) is stored by its name
+        name = getattr(value, "name", None) or getattr(value, "__name__", type(value).__name__)
+        return f"callable {name}"
+    return value

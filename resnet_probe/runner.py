@@ -22,12 +22,14 @@ from resnet_probe.analyses.base import Analysis, ProgressFactory, RunContext, no
 from resnet_probe.batch_probe import BatchChoice, choose_batch_size
 from resnet_probe.bounds import MAX_SEED, describe
 from resnet_probe.data import DataSource, FolderSource, load_data
+from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
 from resnet_probe.inference import fold_batchnorm, prefers_channels_last
 from resnet_probe.journal import Journal, item_schema, recorded_batch_size
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.models.module import check_output
 from resnet_probe.models.spec import parse, parse_with_checkpoint
 from resnet_probe.results import Result, RunRecord
 from resnet_probe.rundir import JOURNAL, claim_run_directory, jsonable, write_run
@@ -58,9 +60,27 @@ def open_model(
         spec, checkpoint=checkpoint, weights=mode,
         dataset=data.name if data is not None else settings.dataset, num_classes=num_classes,
     )
+    if settings.mean is not None or settings.std is not None:
+        loaded = replace(loaded, preprocessing=option_preprocessing(settings, loaded.preprocessing))
+    if data is not None and not loaded.num_classes:
+        # a model from a file or your code: its class count is what its logits show
+        x, _ = next(iter(data.batches(2, loaded.preprocessing)))
+        loaded = replace(loaded, num_classes=check_output(loaded, x[:2]))
     if data is not None and data.num_classes > loaded.num_classes:
         raise DataError(f"{data.name} has {data.num_classes} classes but {spec} predicts {loaded.num_classes}")
     return loaded
+
+
+def option_preprocessing(settings: RunSettings, own: Preprocessing | None) -> Preprocessing:
+    """``--mean``/``--std`` as the preprocessing (both needed, one value per channel, std > 0)."""
+    if settings.mean is None or settings.std is None:
+        raise DataError("--mean and --std go together: give both, one value per channel (e.g. 0.49,0.48,0.45)")
+    if len(settings.mean) != len(settings.std) or not settings.mean:
+        raise DataError(f"--mean has {len(settings.mean)} values and --std {len(settings.std)}; give one per channel")
+    if any(not (v > 0) or v != v for v in settings.std) or any(v != v for v in settings.mean):
+        raise DataError(f"--std {','.join(map(str, settings.std))}: every value must be a number above 0")
+    size = own.input_size if own is not None else None
+    return Preprocessing(tuple(settings.mean), tuple(settings.std), size, source="option")
 
 
 def make_executor(loaded: LoadedModel, device: torch.device, settings: RunSettings, *, fold: bool = True) -> Executor:
@@ -88,12 +108,16 @@ def preprocessing_record(loaded: LoadedModel, data: DataSource | None) -> dict[s
     prep = loaded.preprocessing or (data.default_preprocessing if data is not None else None)
     if prep is None:
         return None
+    if data is not None and data.default_preprocessing.source == "given":
+        return {"mean": [], "std": [], "input_size": None, "resize": None, "crop": None, "source": "given",
+                "from": "the data as passed in, already preprocessed: nothing was scaled, resized or normalised"}
     resize, crop = data.sizes(prep) if isinstance(data, FolderSource) else (prep.input_size, None)
     meta = loaded.metadata
     origin = {
         "weights": f"the published-weights table ({meta.get('source') or meta.get('published_weights')})",
         "checkpoint": f"the checkpoint ({meta.get('checkpoint_format')} format)",
         "dataset": f"the data set {data.name}" if data is not None else "the data set",
+        "option": "--mean/--std",
     }.get(prep.source, f"the {prep.source} pretrained configuration")
     if prep.source == "weights" and meta.get("weights") in ("checkpoint", "cache"):
         fmt, name = meta.get("checkpoint_format"), Path(str(loaded.checkpoint)).name

@@ -12,25 +12,34 @@ from torch import Tensor
 from resnet_probe import distributed
 from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
-from resnet_probe.errors import PlanError
+from resnet_probe.errors import MetricError, PlanError
 from resnet_probe.executor import Executor, Plan
+from resnet_probe.metrics import HIT, LOSS, Metric, class_targets, resolve_metric
 from resnet_probe.stats import (
     confidence_sequence,
     holm,
     mcnemar_exact,
+    mean_interval,
     pack_bits,
+    pack_floats,
     paired_counts,
+    paired_permutation_p,
     unpack_bits,
+    unpack_floats,
     wilson_interval,
 )
 
 
 @dataclass(frozen=True)
 class Score:
-    """Correct predictions, images and summed cross-entropy of one plan.
+    """Hits (or a loss per example), images and summed cross-entropy of one plan.
 
-    ``hits`` is the per-image correctness in data order, packed (:func:`stats.pack_bits`), so
-    that paired tests against another plan on the same images can be computed and recomputed.
+    ``hits`` is the per-image hit of the metric (top-1 unless another hit metric was asked
+    for) in data order, packed (:func:`stats.pack_bits`), so that paired tests against another
+    plan on the same images can be computed and recomputed. With a loss metric (``kind ==
+    "loss"``) ``values`` holds each example's value (:func:`stats.pack_floats`) and
+    ``value_sum`` their sum; ``correct``/``hits`` are then top-1 where the targets are class
+    indices. ``loss_sum`` is the summed cross-entropy where the targets are class indices, else 0.
     """
 
     correct: int
@@ -38,6 +47,25 @@ class Score:
     loss_sum: float
     hits: str | None = None
     stopped: bool = False  # scored adaptively and stopped before the last image
+    kind: str = HIT
+    values: str | None = None
+    value_sum: float = 0.0
+
+    @property
+    def value(self) -> float:
+        """The metric's mean over the examples: the share of hits, or the mean loss."""
+        if self.kind == LOSS:
+            return self.value_sum / self.n if self.n else 0.0
+        return self.accuracy
+
+    @property
+    def value_array(self) -> np.ndarray:
+        """Each example's metric value (hits as 0/1)."""
+        if self.kind == LOSS:
+            if self.values is None:
+                raise ValueError("this score carries no per-example values")
+            return unpack_floats(self.values, self.n)
+        return self.correct_mask.astype(np.float64)
 
     @property
     def correct_mask(self) -> np.ndarray:
@@ -92,51 +120,99 @@ def score_plans(
     progress: Callable[[int], None] | None = None,
     stop: Stopping | None = None,
     always: Collection[int] = (),
+    metric: Metric | str | None = None,
 ) -> list[Score]:
     """Score every plan on every image; batches outside, prefix-shared plans inside.
 
     With ``stop``, plans stop as :class:`Stopping` says (those in ``always``, e.g. the
     unchanged model, run to the end) and the plans still running share their prefixes.
+    ``metric`` (default top-1) decides what each example scores.
     """
+    scorer = _Scorer(resolve_metric(metric))
     if stop is not None:
+        if scorer.metric.kind == LOSS:
+            raise MetricError(
+                f"adaptive evaluation (--tolerance) stops on an accuracy's interval; metric {scorer.metric.name!r} "
+                "is a loss: score every example instead"
+            )
         return _score_until_known(
             executor, data, plans, stop, set(always), batch_size=batch_size, preprocessing=preprocessing,
-            progress=progress,
+            progress=progress, scorer=scorer,
         )
-    local: list[tuple[int, tuple[np.ndarray, list[float], int]]] = []
+    local: list[tuple[int, tuple[np.ndarray, np.ndarray | None, list[float], int]]] = []
     batches = distributed.my_batches(data, batch_size, preprocessing=preprocessing, device=executor.device)
     for index, (x, y) in batches:
-        y = y.to(executor.device)
-        batch_hits, ce_all = _score_batch(executor, x, y, plans)
-        local.append((index, (batch_hits, ce_all, int(y.shape[0]))))
+        y = y.to(executor.device) if isinstance(y, Tensor) else y
+        batch_hits, batch_values, ce_all = scorer.batch(executor, x, y, plans)
+        size = int(batch_hits.shape[1])
+        local.append((index, (batch_hits, batch_values, ce_all, size)))
         if progress is not None:
-            progress(int(y.shape[0]) * distributed.world())
+            progress(size * distributed.world())
     # Sums in batch order on every rank: the same numbers as one process, bit for bit.
     loss = [0.0] * len(plans)
     n = 0
     parts: list[np.ndarray] = []
-    for batch_hits, ce_all, size in distributed.gather_ordered(local):
+    value_parts: list[np.ndarray] = []
+    for batch_hits, batch_values, ce_all, size in distributed.gather_ordered(local):
         for i, ce in enumerate(ce_all):
             loss[i] += ce
         parts.append(batch_hits)
+        if batch_values is not None:
+            value_parts.append(batch_values)
         n += size
     hits = np.concatenate(parts, axis=1) if parts else np.zeros((len(plans), 0), bool)
-    return [Score(int(h.sum()), n, ce, pack_bits(h)) for h, ce in zip(hits, loss, strict=True)]
+    if scorer.metric.kind != LOSS:
+        return [Score(int(h.sum()), n, ce, pack_bits(h)) for h, ce in zip(hits, loss, strict=True)]
+    values = np.concatenate(value_parts, axis=1) if value_parts else np.zeros((len(plans), 0))
+    return [
+        Score(int(h.sum()), n, ce, pack_bits(h) if scorer.classes else None, kind=LOSS, values=pack_floats(v),
+              value_sum=float(sum(v.tolist())))
+        for h, v, ce in zip(hits, values, loss, strict=True)
+    ]
 
 
-def _score_batch(executor: Executor, x: Tensor, y: Tensor, plans: Sequence[Plan]) -> tuple[np.ndarray, list[float]]:
-    """Per-image correctness (plans x images) and summed cross-entropy of each plan on one batch."""
+class _Scorer:
+    """The metric of one scoring call; a callable's kind (hit or loss) is fixed by its first values."""
 
-    def reduce(logits: Tensor) -> tuple[Tensor, Tensor]:
-        logits = logits.float()
-        return logits.argmax(dim=1) == y, torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric
+        self.classes = True  # the targets are class indices: top-1 and cross-entropy are defined
 
-    per_plan = executor.run_plans(x, plans, reduce)
-    # One device-to-host copy per batch, not two syncs per plan: on a GPU each sync would
-    # drain the queue of work the executor had launched ahead.
-    batch_hits = torch.stack([h for h, _ in per_plan]).cpu().numpy() if per_plan else np.zeros((0, len(y)), bool)
-    ce_all = torch.stack([c for _, c in per_plan]).tolist() if per_plan else []
-    return batch_hits, ce_all
+    def batch(
+        self, executor: Executor, x: Tensor, y: object, plans: Sequence[Plan]
+    ) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
+        """Hits (plans x examples), loss values (plans x examples, loss metrics) and summed cross-entropy."""
+        metric = self.metric
+
+        def reduce(logits: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+            logits = logits.float()
+            values = metric.values(logits, y)
+            try:
+                target = class_targets(logits, y, "top-1")
+            except MetricError:  # a callable's own targets (a named metric checked them already)
+                target = None
+            if target is None:
+                self.classes = False
+                hit = values if values.dtype == torch.bool else torch.zeros(len(values), dtype=torch.bool)
+                return hit, (values if values.dtype != torch.bool else None), logits.new_zeros(())
+            ce = torch.nn.functional.cross_entropy(logits, target, reduction="sum")
+            if values.dtype == torch.bool:
+                return values, None, ce
+            return logits.argmax(dim=1) == target, values, ce
+
+        per_plan = executor.run_plans(x, plans, reduce)
+        if metric.kind is None and per_plan:
+            self.metric = metric = metric.with_kind(LOSS if per_plan[0][1] is not None else HIT)
+        # One device-to-host copy per batch, not two syncs per plan: on a GPU each sync would
+        # drain the queue of work the executor had launched ahead.
+        if not per_plan:
+            return np.zeros((0, 0), bool), None, []
+        batch_hits = torch.stack([h for h, _, _ in per_plan]).cpu().numpy()
+        values = None
+        if metric.kind == LOSS:
+            values = torch.stack([v for _, v, _ in per_plan]).cpu().numpy()  # type: ignore[misc]
+        ce_all = torch.stack([c for _, _, c in per_plan]).tolist()
+        return batch_hits, values, ce_all
 
 
 def _score_until_known(
@@ -149,6 +225,7 @@ def _score_until_known(
     batch_size: int,
     preprocessing: Preprocessing | None,
     progress: Callable[[int], None] | None,
+    scorer: _Scorer,
 ) -> list[Score]:
     """:func:`score_plans` with stopping: ``hits`` are in the seeded visiting order, the same for every plan."""
     if distributed.world() > 1:
@@ -162,15 +239,15 @@ def _score_until_known(
     for x, y in batches:
         if not running:
             break
-        y = y.to(executor.device)
-        batch_hits, ce_all = _score_batch(executor, x, y, [plans[i] for i in running])
+        y = y.to(executor.device) if isinstance(y, Tensor) else y
+        batch_hits, _, ce_all = scorer.batch(executor, x, y, [plans[i] for i in running])
         for i, h, ce in zip(running, batch_hits, ce_all, strict=True):
             correct[i] += int(h.sum())
             seen[i] += int(h.shape[0])
             loss[i] += ce
             parts[i].append(h)
         if progress is not None:
-            progress(int(y.shape[0]))
+            progress(int(batch_hits.shape[1]))
         running = [i for i in running if i in always or not stop.done(correct[i], seen[i])]
     total = len(data)
     return [
@@ -193,15 +270,26 @@ class Paired:
     significant: bool
 
 
-def paired_tests(base: Score, scores: Sequence[Score], confidence: float) -> list[Paired]:
-    """Exact McNemar of every score against ``base``, Holm's adjustment over all of them together.
+def paired_tests(base: Score, scores: Sequence[Score], confidence: float, seed: int = 0) -> list[Paired]:
+    """Every score against ``base`` on the same examples, Holm's adjustment over all of them together.
 
-    A score that stopped early (adaptive evaluation) is paired with ``base`` on the images it saw,
-    the first ones of the same visiting order.
+    Hits: exact McNemar on the images one of the two gets right. Losses: a sign-flip permutation
+    test of the mean difference per example (seeded); ``lost`` counts the examples whose loss
+    rose, ``gained`` those whose loss fell. A score that stopped early (adaptive evaluation) is
+    paired with ``base`` on the images it saw, the first ones of the same visiting order.
     """
-    ref = base.correct_mask
-    counts = [paired_counts(ref[: s.n], s.correct_mask) for s in scores]
-    p = [mcnemar_exact(lost, gained) for lost, gained in counts]
+    if base.kind == LOSS:
+        ref_values = base.value_array
+        counts, p = [], []
+        for i, s in enumerate(scores):
+            v = s.value_array
+            d = v - ref_values[: s.n]
+            counts.append((int((d > 0).sum()), int((d < 0).sum())))
+            p.append(paired_permutation_p(ref_values[: s.n], v, seed=seed + i))
+    else:
+        ref = base.correct_mask
+        counts = [paired_counts(ref[: s.n], s.correct_mask) for s in scores]
+        p = [mcnemar_exact(lost, gained) for lost, gained in counts]
     adjusted = holm(p)
     return [
         Paired(lost, gained, pv, pa, pa < 1 - confidence)
@@ -211,7 +299,10 @@ def paired_tests(base: Score, scores: Sequence[Score], confidence: float) -> lis
 
 def interval(score: Score, confidence: float) -> tuple[float, float]:
     """The interval of a score's accuracy: Wilson's for a fixed number of images, the
-    anytime-valid confidence sequence (the one its stop was decided on) when it stopped early."""
+    anytime-valid confidence sequence (the one its stop was decided on) when it stopped early; for a
+    loss metric the t interval of the mean loss."""
+    if score.kind == LOSS:
+        return mean_interval(score.value_array, confidence)
     if score.stopped:
         return confidence_sequence(score.correct, score.n, confidence)
     return wilson_interval(score.correct, score.n, confidence)

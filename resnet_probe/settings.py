@@ -54,6 +54,8 @@ class RunSettings:
     confidence: float = CONFIDENCE
     tolerance: float | None = None  # adaptive evaluation: stop each configuration once known to +-tolerance
     train_missing: bool = True  # the CLI trains a zoo model that has no weights on digits yet
+    mean: tuple[float, ...] | None = None  # --mean/--std: the preprocessing of a model file that carries none
+    std: tuple[float, ...] | None = None
 
     @property
     def weights(self) -> str:

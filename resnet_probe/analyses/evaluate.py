@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.errors import PlanError
 from resnet_probe.executor import Plan
+from resnet_probe.metrics import MetricLike, resolve_metric
 from resnet_probe.results import Result
 
 if TYPE_CHECKING:
@@ -29,18 +31,29 @@ class EvaluateResult(Result):
     loss: float
     ci: tuple[float, float] = (0.0, 1.0)
     hits: str | None = None
+    metric: str = "top1"
+    metric_kind: str = "hit"  # "loss": ``value`` is a mean loss, ``ci`` its t interval
+    value: float | None = None  # the metric's mean (None in older files: the accuracy)
+    values: str | None = None  # a loss metric's per-example values, packed (stats.pack_floats)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvaluateResult:
         """Inverse of :meth:`to_dict`."""
-        return cls(d["accuracy"], d["correct"], d["n"], d["loss"], tuple(d.get("ci", (0.0, 1.0))), d.get("hits"))
+        return cls(d["accuracy"], d["correct"], d["n"], d["loss"], tuple(d.get("ci", (0.0, 1.0))), d.get("hits"),
+                   d.get("metric", "top1"), d.get("metric_kind", "hit"), d.get("value"), d.get("values"))
+
+    @property
+    def score(self) -> float:
+        """The metric's value."""
+        return self.accuracy if self.value is None else self.value
 
     def to_frame(self) -> pd.DataFrame:
-        """One row: accuracy, its interval, correct, images, loss."""
+        """One row: accuracy, the metric's interval, correct, images, loss (and the metric's own column)."""
         import pandas as pd
 
+        own = {} if self.metric in ("top1", "loss") else {self.metric: self.score}
         return pd.DataFrame([{"accuracy": self.accuracy, "ci_low": self.ci[0], "ci_high": self.ci[1],
-                              "correct": self.correct, "n": self.n, "loss": self.loss}])
+                              "correct": self.correct, "n": self.n, "loss": self.loss} | own])
 
 
 class EvaluateAnalysis(Analysis):
@@ -51,14 +64,18 @@ class EvaluateAnalysis(Analysis):
     result_type = EvaluateResult
     batch_probe = True
 
-    def run(self, ctx: RunContext, **options: Any) -> EvaluateResult:
-        """Score the empty plan over the whole data set."""
+    def run(self, ctx: RunContext, metric: MetricLike | None = None, **options: Any) -> EvaluateResult:
+        """Score the empty plan over the whole data set by ``metric`` (default top-1)."""
+        if options:
+            raise PlanError(f"evaluate: unknown options {', '.join(sorted(options))}; valid: metric")
         data = ctx.require_data(self.name)
+        chosen = resolve_metric(metric)
         with ctx.progress("eval", len(data)) as advance:
             (score,) = score_plans(
                 ctx.executor, data, [Plan()], batch_size=ctx.batch_size,
-                preprocessing=ctx.preprocessing, progress=advance, stop=ctx.stopping,
+                preprocessing=ctx.preprocessing, progress=advance, stop=ctx.stopping, metric=chosen,
             )
         return EvaluateResult(
-            score.accuracy, score.correct, score.n, score.loss, interval(score, ctx.confidence), score.hits
+            score.accuracy, score.correct, score.n, score.loss, interval(score, ctx.confidence), score.hits,
+            chosen.name, score.kind, score.value, score.values,
         )

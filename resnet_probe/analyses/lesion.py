@@ -22,6 +22,7 @@ from resnet_probe.analyses.resumable import score_resumable
 from resnet_probe.bounds import check_samples
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor, Plan
+from resnet_probe.metrics import Metric, MetricLike, resolve_metric
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import Result
 from resnet_probe.scoring import Score, interval, paired_tests
@@ -43,11 +44,19 @@ class Baseline:
     loss: float
     ci: tuple[float, float] = (0.0, 1.0)
     hits: str | None = None
+    value: float | None = None  # the metric's mean where it is not top-1 (``LesionResult.metric``)
+    values: str | None = None  # a loss metric's per-example values, packed (stats.pack_floats)
 
     @classmethod
     def of(cls, score: Score, confidence: float) -> Baseline:
-        """From an evaluation score."""
-        return cls(score.accuracy, score.correct, score.n, score.loss, interval(score, confidence), score.hits)
+        """From an evaluation score; ``ci`` is the interval of the metric's value."""
+        return cls(score.accuracy, score.correct, score.n, score.loss, interval(score, confidence), score.hits,
+                   score.value, score.values)
+
+    @property
+    def score(self) -> float:
+        """The metric's value (the accuracy for top-1 studies of older files)."""
+        return self.accuracy if self.value is None else self.value
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Baseline:
@@ -87,13 +96,21 @@ class LesionConfig:
     significant: bool = False
     hits: str | None = None
     n: int = 0  # images scored: the baseline's, or fewer where adaptive evaluation stopped early
+    value: float | None = None  # the metric's mean (``LesionResult.metric``); ``ci`` is its interval
+    values: str | None = None  # a loss metric's per-example values, packed (stats.pack_floats)
+
+    @property
+    def score(self) -> float:
+        """The metric's value (the accuracy for top-1 studies of older files)."""
+        return self.accuracy if self.value is None else self.value
 
 
 @dataclass(frozen=True)
 class RandomK:
-    """Accuracy over ``samples`` random sets of k deleted units (Veit et al. Fig. 5a).
+    """The metric over ``samples`` random sets of k deleted units (Veit et al. Fig. 5a).
 
-    ``ci``: seeded bootstrap interval of the mean over the sets; ``accuracies``: each set's own;
+    ``mean_accuracy`` and ``accuracies`` hold the metric's value (accuracy for hit metrics, the
+    mean loss for loss metrics); ``ci``: seeded bootstrap interval of the mean over the sets;
     ``significant``: how many sets differ from the baseline after Holm's adjustment.
     """
 
@@ -150,6 +167,13 @@ class LesionResult(Result):
     skipped: tuple[int, ...] = ()
     sweep: bool = True
     compare: tuple[LesionStudy, ...] = ()
+    metric: str = "top1"  # what each configuration is scored by (resnet_probe.metrics)
+    metric_kind: str = "hit"  # "hit": higher is better, Wilson + McNemar; "loss": lower is better, t + sign flips
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger metric value is better (hits) or worse (losses)."""
+        return self.metric_kind != "loss"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LesionResult:
@@ -163,6 +187,8 @@ class LesionResult(Result):
             skipped=own.skipped,
             sweep=bool(d.get("sweep", True)),
             compare=tuple(LesionStudy.from_dict(c) for c in d.get("compare", [])),
+            metric=d.get("metric", "top1"),
+            metric_kind=d.get("metric_kind", "hit"),
         )
 
     @property
@@ -175,19 +201,28 @@ class LesionResult(Result):
         import pandas as pd
 
         rows = []
+        # The metric's own column where it is neither "accuracy" (top-1) nor "loss" (cross-entropy).
+        own = None if self.metric in ("top1", "loss") else self.metric
         for study in (self.study, *self.compare):
             spec = study.spec or (self.run.model.get("spec", "") if self.run is not None else "")
             b = study.baseline
             rows.append({"model": spec, "kind": "baseline", "k": 0, "deleted": "", "names": "",
-                         "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": b.loss})
+                         "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": b.loss}
+                        | ({own: b.score} if own else {}))
             for c in study.configs:
                 rows.append({"model": spec, "kind": "set", "k": len(c.deleted),
                              "deleted": " ".join(map(str, c.deleted)), "names": " ".join(c.names),
-                             "accuracy": c.accuracy, "correct": c.correct, "n": c.n, "loss": c.loss})
+                             "accuracy": c.accuracy, "correct": c.correct, "n": c.n, "loss": c.loss}
+                            | ({own: c.score} if own else {}))
             for r in study.random_k:
+                # a random-k row holds the mean of the metric over the sets, in the metric's own column
+                mean = {"accuracy": None, "loss": None, own or ("accuracy" if self.metric == "top1" else "loss"):
+                        r.mean_accuracy}
                 rows.append({"model": spec, "kind": "random_k", "k": r.k, "deleted": f"{r.samples} random sets",
-                             "names": "", "accuracy": r.mean_accuracy, "correct": None, "n": b.n, "loss": None})
-        return pd.DataFrame(rows)
+                             "names": "", "correct": None, "n": b.n} | mean)
+        frame = pd.DataFrame(rows)
+        frame.attrs["metric"] = self.metric
+        return frame
 
 
 def unit_infos(topology: Topology) -> tuple[UnitInfo, ...]:
@@ -342,7 +377,8 @@ def plan_study(
 
 
 def run_study(
-    ctx: RunContext, loaded: LoadedModel, executor: Executor, plan: LesionPlan, model_index: int = 0
+    ctx: RunContext, loaded: LoadedModel, executor: Executor, plan: LesionPlan, model_index: int = 0,
+    metric: Metric | None = None,
 ) -> LesionStudy:
     """Score one model's planned configurations (one pass over the data, or journaled chunks).
 
@@ -355,24 +391,24 @@ def run_study(
     scores = score_resumable(
         executor, data, plans, keys, journal=ctx.journal, batch_size=ctx.batch_size,
         preprocessing=loaded.preprocessing, progress=ctx.progress, description=f"lesion {loaded.spec}",
-        stop=ctx.stopping, always=[0],
+        stop=ctx.stopping, always=[0], metric=metric,
     )
     n_sets = len(plan.sets)
     base, own, rand = scores[0], scores[1 : 1 + n_sets], scores[1 + n_sets :]
     level = ctx.confidence
     # One family for Holm: every configuration this run scored against this model's baseline.
-    tests = paired_tests(base, scores[1:], level)
+    tests = paired_tests(base, scores[1:], level, seed=ctx.seed)
     configs = tuple(
         LesionConfig(
             s, tuple(topology.units[i].name for i in s), sc.accuracy, sc.correct, sc.loss, interval(sc, level),
-            t.p_value, t.p_adjusted, t.significant, sc.hits, sc.n,
+            t.p_value, t.p_adjusted, t.significant, sc.hits, sc.n, sc.value, sc.values,
         )
         for s, sc, t in zip(plan.sets, own, tests[:n_sets], strict=True)
     )
     summary = []
     if plan.drawn:
         ks = np.asarray([k for k, _ in plan.drawn])
-        acc = np.asarray([sc.accuracy for sc in rand], dtype=np.float64)
+        acc = np.asarray([sc.value for sc in rand], dtype=np.float64)
         sig = np.asarray([t.significant for t in tests[n_sets:]], dtype=bool)
         for k in sorted(set(ks.tolist())):
             v = acc[ks == k]
@@ -402,24 +438,33 @@ class LesionAnalysis(Analysis):
         delete: str | int | Sequence[int | str] | None = None,
         random_k: str | int | Sequence[int] | None = None,
         samples: int = LESION_SAMPLES,
+        metric: MetricLike | None = None,
         **options: Any,
     ) -> LesionResult:
         """The study of the model and of every compared model, same options and seed.
+
+        ``metric``: ``"top1"`` (default), ``"top5"``, ``"loss"`` or a callable ``(outputs, targets)``
+        giving one value per example (bools: hits; floats: losses).
 
         Example:
             >>> LesionAnalysis().run(ctx, delete="layer2.0", random_k="1:5", samples=10)
         """
         if options:
-            raise PlanError(f"lesion: unknown options {', '.join(sorted(options))}; valid: delete, random_k, samples")
+            raise PlanError(
+                f"lesion: unknown options {', '.join(sorted(options))}; valid: delete, random_k, samples, metric"
+            )
         ctx.require_data(self.name)
+        chosen = resolve_metric(metric)
         models = [(ctx.loaded, ctx.executor), *ctx.compare]
         # Every model's options are checked before any of them is scored.
         plans = [
             plan_study(lm, delete=delete, random_k=random_k, samples=samples, seed=ctx.seed) for lm, _ in models
         ]
         own, *others = [
-            run_study(ctx, lm, ex, p, i) for i, ((lm, ex), p) in enumerate(zip(models, plans, strict=True))
+            run_study(ctx, lm, ex, p, i, chosen) for i, ((lm, ex), p) in enumerate(zip(models, plans, strict=True))
         ]
+        kind = "loss" if own.baseline.values is not None else "hit"
         return LesionResult(
-            own.baseline, own.configs, own.random_k, own.units, own.skipped, delete is None, tuple(others)
+            own.baseline, own.configs, own.random_k, own.units, own.skipped, delete is None, tuple(others),
+            metric=chosen.name, metric_kind=kind,
         )

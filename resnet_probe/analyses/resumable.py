@@ -19,6 +19,7 @@ from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.journal import Journal
+from resnet_probe.metrics import Metric
 from resnet_probe.scoring import Score, Stopping, score_plans
 
 CHUNK = 16  # plans per pass over the data when journaling
@@ -38,6 +39,7 @@ def score_resumable(
     chunk: int = CHUNK,
     stop: Stopping | None = None,
     always: Collection[int] = (),
+    metric: Metric | None = None,
 ) -> list[Score]:
     """The score of every plan; ``keys[i]`` (JSON-able) names plan i in the journal.
 
@@ -72,7 +74,7 @@ def score_resumable(
             scores = score_plans(
                 executor, data, [plans[i] for i in part], batch_size=batch_size,
                 preprocessing=preprocessing, progress=advance, stop=stop,
-                always=[j for j, i in enumerate(part) if i in always],
+                always=[j for j, i in enumerate(part) if i in always], metric=metric,
             )
             for i, score in zip(part, scores, strict=True):
                 found[ids[i]] = score

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -20,6 +21,7 @@ from resnet_probe.models.checkpoints import (
     tensors_sha256,
 )
 from resnet_probe.models.loaded import LoadedModel
+from resnet_probe.models.module import from_module, topology_from_units
 from resnet_probe.models.registry import get_entry
 from resnet_probe.models.spec import ModelSpec, parse
 from resnet_probe.models.weights import PublishedWeights, identify, published
@@ -34,13 +36,16 @@ def load_model(
     weights: str = "auto",
     dataset: str | None = None,
     num_classes: int | None = None,
+    units: Sequence[str] | None = None,
 ) -> LoadedModel:
     """Build a model, give it weights, put it in eval mode and read its topology.
 
     ``weights="auto"``: a zoo model takes ``checkpoint``, else the checkpoint ``train`` left in
     the cache, else akamaster's published CIFAR-10 weights; a tv/timm model takes
     ``checkpoint``, else stays randomly initialised (offline). ``"random"`` keeps the random
-    init (torch's global RNG), ``"pretrained"`` asks for published weights.
+    init (torch's global RNG), ``"pretrained"`` asks for published weights. ``net.pt2`` is a
+    ``torch.export`` program (its own weights); ``file.py:factory`` runs your code and takes
+    ``checkpoint``. ``units`` (module names, in order) overrides the adapters' unit view.
 
     Example:
         >>> lm = load_model("zoo:resnet20", weights="random")
@@ -55,7 +60,47 @@ def load_model(
     resolver = RESOLVERS.get(spec.source)
     if resolver is None:
         raise UnknownModelError(f"no loader for model source {spec.source!r}; known: {', '.join(RESOLVERS)}")
-    return resolver(spec, checkpoint, weights, dataset, num_classes)
+    loaded = resolver(spec, checkpoint, weights, dataset, num_classes)
+    if units is not None:
+        loaded = replace(loaded, topology=topology_from_units(loaded.model, list(units)))
+    return loaded
+
+
+def _load_export(
+    spec: ModelSpec, checkpoint: str | Path | None, weights: str, dataset: str | None, num_classes: int | None
+) -> LoadedModel:
+    from resnet_probe.models.exported import read_exported
+
+    if checkpoint is not None or weights != "auto":
+        raise ProbeError(f"{spec.name} is a torch.export program: it carries its own weights (no checkpoint, "
+                         "--random-init or --pretrained)")
+    path = Path(spec.name).expanduser()
+    exported = read_exported(path)
+    module = exported.module if hasattr(exported, "module") and isinstance(exported.module, nn.Module) else exported
+    meta = {"weights": "export program", "checkpoint_format": "torch.export"}
+    if hasattr(exported, "to_dict"):
+        meta |= exported.to_dict()
+    loaded = from_module(module, spec=spec, metadata=meta)
+    return replace(loaded, checkpoint=str(path), checkpoint_sha256=meta.get("sha256"), num_classes=num_classes or 0)
+
+
+def _load_python(
+    spec: ModelSpec, checkpoint: str | Path | None, weights: str, dataset: str | None, num_classes: int | None
+) -> LoadedModel:
+    from resnet_probe.models.factory import build_from_factory
+
+    if weights == "pretrained":
+        raise ProbeError(f"{spec.name}: --pretrained is for tv: and timm: models; pass --checkpoint PATH")
+    if checkpoint is None:
+        model = build_from_factory(spec.name).eval()
+        label = "random" if weights == "random" else "as built by the factory"
+        return replace(from_module(model, spec=spec, metadata={"weights": label}), num_classes=num_classes or 0)
+
+    def build(_classes: int | None, _pretrained: bool) -> tuple[nn.Module, Preprocessing | None]:
+        return build_from_factory(spec.name), None
+
+    loaded = _from_checkpoint(spec, Path(checkpoint), "checkpoint", num_classes, build)
+    return replace(loaded, num_classes=num_classes or 0)
 
 
 def _load_zoo(
@@ -206,7 +251,9 @@ def _hub_builder(spec: ModelSpec, *, with_tag: bool = True) -> Any:
     return build
 
 
-RESOLVERS: dict[str, Callable[..., LoadedModel]] = {"zoo": _load_zoo, "tv": _load_hub, "timm": _load_hub}
+RESOLVERS: dict[str, Callable[..., LoadedModel]] = {
+    "zoo": _load_zoo, "tv": _load_hub, "timm": _load_hub, "export": _load_export, "python": _load_python,
+}
 
 
 def _default_classes(spec: ModelSpec) -> int:

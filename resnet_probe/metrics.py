@@ -1,0 +1,135 @@
+"""What a configuration is scored by: one value per example.
+
+A *hit* metric (``top1``, ``top5``, a callable returning bools) keeps today's statistics:
+the share of hits with its Wilson interval, exact McNemar against the unchanged model. A
+*loss* metric (``loss``, a callable returning floats) is a mean per example with a t interval
+and a paired sign-flip permutation test per example (Holm across the run); lower is better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import torch
+from torch import Tensor
+
+from resnet_probe.errors import MetricError
+
+MetricFn = Callable[[Tensor, Any], Tensor]
+MetricLike = Union[str, MetricFn, "Metric"]
+HIT, LOSS = "hit", "loss"
+KINDS = (HIT, LOSS)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named per-example metric; ``kind`` None means "read from the first values" (a callable)."""
+
+    name: str
+    fn: MetricFn
+    kind: str | None
+    description: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Hits count up; losses count down."""
+        return self.kind != LOSS
+
+    def values(self, logits: Tensor, targets: Any) -> Tensor:
+        """One value per example: bools for a hit metric, float64 for a loss; a MetricError if not."""
+        batch = int(logits.shape[0])
+        try:
+            out = self.fn(logits, targets)
+        except MetricError:
+            raise
+        except Exception as exc:  # the user's callable may raise anything
+            raise MetricError(f"metric {self.name!r} fails ({type(exc).__name__}: {_first_line(exc)})") from None
+        if not isinstance(out, Tensor):
+            raise MetricError(
+                f"metric {self.name!r} returns a {type(out).__name__}; expected a tensor of {batch} values"
+            )
+        if out.dim() != 1 or out.shape[0] != batch:
+            raise MetricError(
+                f"metric {self.name!r} returns shape {tuple(out.shape)} for a batch of {batch}; expected ({batch},)"
+            )
+        if out.dtype == torch.bool:
+            kind = HIT
+        elif out.is_floating_point():
+            kind = LOSS
+        else:
+            raise MetricError(f"metric {self.name!r} returns {out.dtype}; expected bool (a hit) or float (a loss)")
+        if self.kind is not None and kind != self.kind:
+            raise MetricError(f"metric {self.name!r} returned {kind} values after {self.kind} values")
+        if kind == LOSS:
+            out = out.detach().double()
+            if not bool(torch.isfinite(out).all()):
+                raise MetricError(f"metric {self.name!r} returns NaN or infinite values; expected finite losses")
+        return out.detach()
+
+    def with_kind(self, kind: str) -> Metric:
+        """This metric with its kind fixed (a callable's, once its first values are seen)."""
+        return Metric(self.name, self.fn, kind, self.description)
+
+
+def class_targets(logits: Tensor, targets: Any, name: str) -> Tensor:
+    """Targets as class indices for ``logits``, or a MetricError saying what they are instead."""
+    if not isinstance(targets, Tensor) or targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
+        shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise MetricError(f"{name} needs one class index per example, got targets {shape}")
+    if targets.dtype in (torch.bool,) or targets.is_floating_point() or targets.is_complex():
+        raise MetricError(f"{name} needs integer class indices, got targets of dtype {targets.dtype}")
+    classes = int(logits.shape[1])
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= classes):
+        bad = targets[(targets < 0) | (targets >= classes)].unique()[:5].tolist()
+        raise MetricError(
+            f"targets outside [0, {classes}) (e.g. {', '.join(map(str, bad))}): the model predicts {classes} classes"
+        )
+    return targets.long()
+
+
+def _top1(logits: Tensor, targets: Any) -> Tensor:
+    return logits.argmax(dim=1) == class_targets(logits, targets, "top1")
+
+
+def _top5(logits: Tensor, targets: Any) -> Tensor:
+    y = class_targets(logits, targets, "top5")
+    if logits.shape[1] < 5:
+        raise MetricError(f"top5 needs at least 5 classes; the model predicts {logits.shape[1]}")
+    return (logits.topk(5, dim=1).indices == y[:, None]).any(dim=1)
+
+
+def _loss(logits: Tensor, targets: Any) -> Tensor:
+    y = class_targets(logits, targets, "loss")
+    return torch.nn.functional.cross_entropy(logits.float(), y, reduction="none")
+
+
+NAMED: dict[str, Metric] = {
+    "top1": Metric("top1", _top1, HIT, "top-1 accuracy"),
+    "top5": Metric("top5", _top5, HIT, "top-5 accuracy"),
+    "loss": Metric("loss", _loss, LOSS, "cross-entropy per example"),
+}
+DEFAULT = "top1"
+
+
+def resolve_metric(metric: MetricLike | None) -> Metric:
+    """A :class:`Metric` from a name, a callable ``(outputs, targets) -> values`` or a Metric."""
+    if metric is None:
+        return NAMED[DEFAULT]
+    if isinstance(metric, Metric):
+        return metric
+    if isinstance(metric, str):
+        found = NAMED.get(metric)
+        if found is None:
+            raise MetricError(f"unknown metric {metric!r}; valid: {', '.join(NAMED)} or a callable")
+        return found
+    if callable(metric):
+        name = getattr(metric, "__name__", type(metric).__name__)
+        return Metric(name if name != "<lambda>" else "custom", metric, None, "a metric passed in")
+    raise MetricError(f"metric {metric!r}: expected one of {', '.join(NAMED)} or a callable (outputs, targets)")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    return text if len(text) <= 160 else text[:157] + "..."
