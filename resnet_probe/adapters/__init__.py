@@ -14,11 +14,12 @@ from resnet_probe.errors import AdapterError
 from resnet_probe.topology import Topology
 
 # Order matters: the first adapter whose ``matches`` accepts the model builds it. Each hand-written
-# adapter matches by module classes (the model's and its blocks'), never by name; discovery by
-# torch.fx ("fx") accepts any module, so it comes last: only a model every named adapter refused reaches it.
+# adapter matches by module classes (the model's and its blocks'), never by name; a torch.export program
+# ("exported": a GraphModule of aten ops) is read from its own graph; discovery by torch.fx ("fx") accepts
+# any module, so it comes last: only a model every named adapter refused reaches it.
 ADAPTERS: tuple[str, ...] = (
     "cifar", "identity_mappings", "densenet", "vovnet", "torchvision", "timm_resnet", "timm_resnetv2", "convnext",
-    "vit", "fx",
+    "vit", "exported", "fx",
 )
 
 

@@ -335,8 +335,8 @@ class GraphReader:
         post = self.extract(add, [], add, tail, keep=lambda t: ops.is_elementwise(t, self.gm))
         in_ch, out_ch = self._channels(r_nodes, s_nodes, kind)
         stride = 1
-        for m in self.modules(r_nodes):
-            stride *= ops.stride_of(m)
+        for n in r_nodes:
+            stride *= ops.layer_stride(n, self.gm)
         layout = any(ops.is_layout(t, self.gm) for t in tail)
         stack = list((add.meta.get("nn_module_stack") or {}).values())
         name = str(stack[-1][0]) if stack and stack[-1][0] else self._path_of(r_nodes)  # the block that adds
@@ -346,12 +346,17 @@ class GraphReader:
         )
 
     def shortcut_kind(self, nodes: list[fx.Node]) -> str:
-        """``identity`` (layout only), ``scaled`` (times a constant or parameter) or ``projection``."""
+        """``identity`` (layout only), ``scaled`` (times a constant or parameter), ``zero-pad`` (option A:
+        slicing and zero padding, no parameters) or ``projection``."""
         moving = [n for n in nodes if not ops.is_layout(n, self.gm) and n not in self.shapes]
         if all(ops.passes_through(n, self.gm) for n in moving):
             return "identity"
         if all(ops.passes_through(n, self.gm) or ops.is_scaling(n, self.tensors) for n in moving):
             return "scaled"
+        if any(ops.is_zero_pad(n) for n in moving) and all(
+            ops.passes_through(n, self.gm) or ops.is_subsample(n) or ops.is_zero_pad(n) for n in moving
+        ):
+            return "zero-pad"
         return "projection"
 
     def extract(
@@ -420,11 +425,15 @@ class GraphReader:
     def modules(self, nodes: list[fx.Node]) -> list[nn.Module]:
         return [m for m in (ops.module_of(n, self.gm) for n in nodes) if m is not None]
 
+    def layers(self, nodes: list[fx.Node]) -> list[tuple[int, int]]:
+        """Input and output widths of the layers among ``nodes`` (modules; aten convs, linears, norms)."""
+        return [w for w in (ops.layer_widths(n, self.gm) for n in nodes) if w is not None]
+
     def _channels(self, residual: list[fx.Node], shortcut: list[fx.Node], kind: str) -> tuple[int, int]:
         """Input and output width from the first and last Linear / Conv layer of the branches."""
-        mods = self.modules(residual) or self.modules(shortcut)
-        first = next((w for w in (ops.width(m, "in") for m in mods) if w), 0)
-        last = next((w for w in (ops.width(m, "out") for m in reversed(mods)) if w), 0)
+        layers = self.layers(residual) or self.layers(shortcut)
+        first = next((w for w, _ in layers if w), 0)
+        last = next((w for _, w in reversed(layers) if w), 0)
         if kind == "identity":
             first = last = first or last
         return first, last
@@ -433,6 +442,12 @@ class GraphReader:
         """The deepest module path that every parameterised op of the nodes lies under ("" if none)."""
         paths = [str(n.target).split(".") for n in nodes if n.op == "call_module"]
         paths += [str(n.target).split(".")[:-1] for n in nodes if n.op == "get_attr"]
+        # The parameters an (aten) op reads: ``layer1.0.conv1.weight`` lies under ``layer1.0.conv1``.
+        paths += [
+            str(a.target).split(".")[:-1]
+            for n in nodes if ops.aten_name(n) is not None
+            for a in n.all_input_nodes if a.op == "get_attr"
+        ]
         prefix: list[str] = []
         for parts in zip(*paths, strict=False):
             if len(set(parts)) != 1:

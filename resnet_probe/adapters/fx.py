@@ -25,7 +25,7 @@ from resnet_probe.adapters.discovery import Discovered, discover
 from resnet_probe.adapters.tracing import refuse, trace
 from resnet_probe.topology import Fn, Topology, Unit, identity
 
-__all__ = ["FAMILY", "build", "matches", "refuse"]
+__all__ = ["FAMILY", "assemble", "build", "matches", "nested_note", "refuse", "structure_notes"]
 
 FAMILY = "fx"
 
@@ -42,6 +42,10 @@ PROJECTION_NOTE = (
     "Where neither operand of the addition is the unit's input, the operand with fewer operations is taken as "
     "the (projection) shortcut; a layer both branches read first (a pre-activation norm) comes before the unit, "
     "as the previous unit's post or a transition."
+)
+ZERO_PAD_NOTE = (
+    "Shortcuts that only slice and zero-pad their input (option A) are zero-pad shortcuts: deleting such a unit "
+    "leaves its padded channels zero."
 )
 SCALED_NOTE = "Shortcuts multiplied by a constant or parameter (x * scale + f(x)) are scaled shortcuts."
 LAYOUT_NOTE = (
@@ -75,6 +79,17 @@ def build(model: nn.Module) -> Topology:
     """
     traced = trace(model)
     found = discover(model, traced.graph_module)
+    units, transitions = assemble(model, found)
+    notes = _notes(units, transitions, found, traced.opaque)
+    return Topology(FAMILY, found.stem, tuple(units), found.head, model, transitions, notes)
+
+
+def assemble(model: nn.Module, found: Discovered) -> tuple[list[Unit], dict[int, Fn]]:
+    """The units (with stages) and transitions of a discovered graph.
+
+    A unit opens a new stage after a transition or where it downsamples (projects, changes the
+    width or strides); its module is the model's submodule of the unit's name, where there is one.
+    """
     units: list[Unit] = []
     transitions: dict[int, Fn] = {}
     stage = 1
@@ -100,11 +115,28 @@ def build(model: nn.Module) -> Topology:
                 module=_module(model, f.name, f.residual),
             )
         )
-    notes = _notes(units, transitions, found, traced.opaque)
-    return Topology(FAMILY, found.stem, tuple(units), found.head, model, transitions, notes)
+    return units, transitions
 
 
-def _nested_note(nested: tuple[tuple[str, str | None, str], ...]) -> str:
+def structure_notes(units: list[Unit], transitions: dict[int, Fn], found: Discovered) -> list[str]:
+    """The notes on what discovery found: posts, transitions, kinds of shortcut, layout, branches, widths."""
+    notes = []
+    if any(u.post is not identity for u in units):
+        notes.append(POST_NOTE)
+    if transitions:
+        notes.append(TRANSITION_NOTE)
+    if any(u.shortcut_kind == "projection" for u in units):
+        notes.append(PROJECTION_NOTE)
+    if any(u.shortcut_kind == "zero-pad" for u in units):
+        notes.append(ZERO_PAD_NOTE)
+    if any(u.shortcut_kind == "scaled" for u in units):
+        notes.append(SCALED_NOTE)
+    if any(f.layout for f in found.units):
+        notes.append(LAYOUT_NOTE)
+    return [*notes, BRANCH_NOTE, CHANNELS_NOTE]
+
+
+def nested_note(nested: tuple[tuple[str, str | None, str], ...]) -> str:
     """One sentence on the residual additions that close no unit."""
     inside = [(where, unit) for where, unit, _ in nested if unit is not None]
     outside = [(where, why) for where, unit, why in nested if unit is None]
@@ -137,20 +169,9 @@ def _module(model: nn.Module, name: str, residual: Fn) -> nn.Module:
 def _notes(
     units: list[Unit], transitions: dict[int, Fn], found: Discovered, opaque: tuple[tuple[str, str, str], ...]
 ) -> tuple[str, ...]:
-    notes = [FALLBACK_NOTE]
-    if any(u.post is not identity for u in units):
-        notes.append(POST_NOTE)
-    if transitions:
-        notes.append(TRANSITION_NOTE)
-    if any(u.shortcut_kind == "projection" for u in units):
-        notes.append(PROJECTION_NOTE)
-    if any(u.shortcut_kind == "scaled" for u in units):
-        notes.append(SCALED_NOTE)
-    if any(f.layout for f in found.units):
-        notes.append(LAYOUT_NOTE)
-    notes += [BRANCH_NOTE, CHANNELS_NOTE, EVAL_NOTE]
+    notes = [FALLBACK_NOTE, *structure_notes(units, transitions, found), EVAL_NOTE]
     if found.nested:
-        notes.append(_nested_note(found.nested))
+        notes.append(nested_note(found.nested))
     if opaque:
         listed = ", ".join(f"{path} ({kind})" for path, kind, _ in opaque[:6])
         more = f" and {len(opaque) - 6} more" if len(opaque) > 6 else ""
