@@ -9,14 +9,21 @@ from resnet_probe.settings import RunSettings
 
 
 @o.with_common(omit=("resume",))
-def evaluate(settings: RunSettings) -> None:
-    """Top-1 accuracy of a model on a data set; writes results.json and report.html."""
+def evaluate(settings: RunSettings, metric: o.Metric = "top1") -> None:
+    """Top-1 accuracy (or --metric) of a model on a data set; writes results.json and report.html."""
     from resnet_probe.analyses.evaluate import EvaluateResult
 
-    record, result = run_command("evaluate", settings, {})
+    record, result = run_command("evaluate", settings, {"metric": metric})
     assert isinstance(result, EvaluateResult)
+    if result.metric_kind == "loss":
+        out.print(
+            f"mean {result.metric} {result.score:.4f} over {result.n} examples ({100 * settings.confidence:g} % "
+            f"interval [{result.ci[0]:.4f}, {result.ci[1]:.4f}]; lower is better), accuracy {100 * result.accuracy:.2f} %"
+        )
+        return
     out.print(
-        f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.n} correct; "
+        f"{'' if result.metric == 'top1' else result.metric + ' '}accuracy {100 * result.accuracy:.2f} % "
+        f"({result.correct}/{result.n} correct; "
         f"{100 * settings.confidence:g} % interval [{100 * result.ci[0]:.2f}, {100 * result.ci[1]:.2f}] %), "
         f"loss {result.loss:.4f}"
     )

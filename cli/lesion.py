@@ -39,12 +39,13 @@ def lesion(
     random_k: RandomK = None,
     samples: Samples = LESION_SAMPLES,
     compare: Compare = None,
+    metric: o.Metric = "top1",
 ) -> None:
     """Accuracy after deleting residual units: each alone, a given set, or random k-sets.
 
     Example: resnet-probe lesion --model resnet110 --dataset cifar10 --random-k 1:20 --samples 20
     """
-    options = {"delete": delete, "random_k": random_k, "samples": samples}
+    options = {"delete": delete, "random_k": random_k, "samples": samples, "metric": metric}
     from resnet_probe.analyses.lesion import LesionResult
 
     record, result = run_command("lesion", settings, options, compare=compare or ())

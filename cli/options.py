@@ -23,7 +23,7 @@ from resnet_probe.bounds import (
 )
 from resnet_probe.settings import CONFIDENCE, RunSettings
 
-Model = Annotated[str, typer.Option("--model", "-m", help="Model: resnet110, zoo:resnet56, tv:resnet50, timm:resnet50.a1_in1k.")]
+Model = Annotated[str, typer.Option("--model", "-m", help="Model: resnet110, zoo:resnet56, tv:resnet50, timm:resnet50.a1_in1k; a torch.export file net.pt2; or your own code, path/to/file.py:factory or package.module:factory (this imports and RUNS that code, as torch.hub does; then --checkpoint).")]
 Checkpoint = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights file (our format, state_dict, safetensors, akamaster).")]
 Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help="cifar10 | cifar10-sample (846 real test images, shipped) | cifar100 | imagenet | digits (default: digits, embedded, offline).")]
 Data = Annotated[Optional[Path], typer.Option("--data", help="CIFAR root, ImageFolder, or .npz with images (N,H,W,3) uint8 and labels.")]
@@ -73,6 +73,18 @@ TrainMissing = Annotated[
         help="On digits, train a zoo model that has no cached weights first (default); --no-train stops instead.",
     ),
 ]
+def _floats(value: Optional[str]) -> Optional[tuple[float, ...]]:
+    """``0.49,0.48,0.45`` as a tuple of floats (a typer callback: its return is the option's value)."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. 0.49,0.48,0.45)") from None
+
+
+Mean = Annotated[Optional[str], typer.Option("--mean", callback=_floats, help="Per-channel mean on the [0, 1] scale, e.g. 0.4914,0.4822,0.4465, for a model file that carries no preprocessing (with --std).")]
+Std = Annotated[Optional[str], typer.Option("--std", callback=_floats, help="Per-channel std on the [0, 1] scale, e.g. 0.247,0.243,0.261 (with --mean).")]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the residual branches (inductor): minutes to start, for long GPU runs.")]
 
 # The training recipe's overrides (train, experiment), bounded: a long training is no place to
@@ -110,6 +122,8 @@ def _shared(
     confidence: Confidence = CONFIDENCE,
     tolerance: Tolerance = None,
     train_missing: TrainMissing = True,
+    mean: Mean = None,
+    std: Std = None,
 ) -> None:
     """The typer parameters of :class:`RunSettings`, declared once (never called)."""
 
@@ -120,6 +134,8 @@ assert set(SHARED) == {f.name for f in fields(RunSettings)}
 #: bounds of the options a command declares itself, by parameter name: ``--samples`` of lesion,
 #: reorder and gradients (random sets per k, orders per k, paths per length) like reorder's --swaps
 OWN_BOUNDS: dict[str, tuple[int, int]] = {"samples": (1, MAX_SAMPLES)}
+
+Metric = Annotated[str, typer.Option("--metric", help="What each configuration is scored by: top1 | top5 (hits: Wilson interval, exact McNemar) | loss (cross-entropy per image: t interval, paired sign-flip test; lower is better).")]
 
 
 def _bounded(param: inspect.Parameter) -> inspect.Parameter:

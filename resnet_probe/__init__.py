@@ -9,15 +9,34 @@ from __future__ import annotations
 
 from importlib import import_module
 from importlib import metadata as _metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what editors and mypy see; at run time the names load on first use
+    from resnet_probe.api import (
+        Plan,
+        evaluate,
+        gradients,
+        lesion,
+        load_data,
+        load_model,
+        paths,
+        reorder,
+        response_std,
+        run,
+        run_plans,
+        topology,
+    )
 
 try:
     __version__ = _metadata.version("resnet-probe")
 except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-_API = ("load_model", "load_data", "run", "evaluate", "lesion", "reorder", "paths", "gradients", "response_std")
-__all__ = ["__version__", *_API]
+__all__ = [
+    "__version__", "load_model", "load_data", "topology", "Plan", "run_plans", "run", "evaluate", "lesion",
+    "reorder", "paths", "gradients", "response_std",
+]
+_API = tuple(__all__[1:])
 
 
 def __getattr__(name: str) -> Any:

@@ -191,7 +191,13 @@ def mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, f
     return float(lo), float(hi)
 
 
-def paired_permutation_p(a: ArrayLike, b: ArrayLike, *, seed: int = 0, resamples: int = 9999) -> float:
+#: random sign patterns of a paired permutation test (scipy's default)
+PERMUTATION_RESAMPLES = 9999
+
+
+def paired_permutation_p(
+    a: ArrayLike, b: ArrayLike, *, seed: int = 0, resamples: int = PERMUTATION_RESAMPLES
+) -> float:
     """Two-sided p of the mean difference ``b - a`` per example under sign flips (a paired permutation test).
 
     scipy.stats.permutation_test with permutation_type="samples": exact when all 2^n sign patterns fit in

@@ -187,6 +187,45 @@ class Topology:
             out.setdefault(unit.stage, []).append(unit.index)
         return [out[k] for k in sorted(out)]
 
+    def rows(self) -> list[dict[str, object]]:
+        """One row per part in network order: the stem, each transition and unit, the head."""
+        out: list[dict[str, object]] = [{"part": "stem", "name": "", "stage": "", "channels": "", "stride": "",
+                                         "shortcut": "", "deletable": ""}]
+        for u in self.units:
+            if u.index in self.transitions:
+                out.append({"part": "transition", "name": f"before unit {u.index}", "stage": "", "channels": "",
+                            "stride": "", "shortcut": "", "deletable": "no"})
+            out.append({
+                "part": f"unit {u.index}", "name": u.name, "stage": u.stage,
+                "channels": f"{u.in_channels}->{u.out_channels}", "stride": u.stride,
+                "shortcut": u.shortcut_kind + (" (downsampling)" if u.downsampling else ""),
+                "deletable": "yes" if u.deletable else "no",
+            })
+        out.append({"part": "head", "name": "", "stage": "", "channels": "", "stride": "", "shortcut": "",
+                    "deletable": ""})
+        return out
+
+    def __str__(self) -> str:
+        lines = [f"{type(self.model).__name__} ({self.family}): stem -> {self.n_units} units -> head"]
+        for row in self.rows():
+            if row["part"] in ("stem", "head"):
+                lines.append(f"  {row['part']}")
+            elif row["part"] == "transition":
+                lines.append(f"  transition {row['name']}")
+            else:
+                lines.append(
+                    f"  {row['part']:<9} {row['name']:<24} stage {row['stage']}  {row['channels']:<10} "
+                    f"stride {row['stride']}  {row['shortcut']}" + ("" if row["deletable"] == "yes" else "  (kept)")
+                )
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from jinja2 import Environment
+
+        template = Environment(autoescape=True).from_string(_TOPOLOGY_HTML)
+        return template.render(title=str(self).splitlines()[0], rows=self.rows(), notes=self.notes)
+
     def forward(self, x: Tensor) -> Tensor:
         """Run stem, units and head unchanged; must equal ``model(x)``."""
         h = self.stem(x)
@@ -196,6 +235,11 @@ class Topology:
             h = unit.forward(h)
         return self.head(h)
 
+
+_TOPOLOGY_HTML = """<div><strong>{{ title }}</strong><table>
+<tr>{% for key in rows[0] %}<th>{{ key }}</th>{% endfor %}</tr>
+{% for row in rows %}<tr>{% for value in row.values() %}<td>{{ value }}</td>{% endfor %}</tr>{% endfor %}
+</table>{% for note in notes %}<p>{{ note }}</p>{% endfor %}</div>"""
 
 
 def count_params(model: nn.Module) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Sequence
 
 import seaborn as sns
@@ -16,6 +17,7 @@ from resnet_probe.reports.content import (
     adaptive_sentence,
     interval_text,
     level_of,
+    level_value,
     p_text,
     pct,
     register,
@@ -24,10 +26,61 @@ from resnet_probe.reports.content import (
 
 from resnet_probe.analyses.lesion import LesionResult, LesionStudy, UnitInfo
 from resnet_probe.results import RunRecord
+from resnet_probe.stats import PERMUTATION_RESAMPLES
 
 FIG_WIDTH = 9.0  # room for the legend right of the axes
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
+
+@dataclass(frozen=True)
+class Scale:
+    """How the study's metric is shown: test error in % for hits, the mean itself for a loss (lower is better)."""
+
+    metric: str = "top1"
+    loss: bool = False
+
+    @classmethod
+    def of(cls, result: LesionResult) -> Scale:
+        return cls(result.metric, result.metric_kind == "loss")
+
+    def y(self, value: float) -> float:
+        """The plotted number: error in % (hits), the mean loss (losses)."""
+        return value if self.loss else 100 * (1 - value)
+
+    @property
+    def label(self) -> str:
+        if self.loss:
+            return f"mean {self.metric} per example (lower is better)"
+        return "test error (%)" if self.metric == "top1" else f"{self.metric} error (%)"
+
+    @property
+    def noun(self) -> str:
+        if self.loss:
+            return f"mean {self.metric}"
+        return "accuracy" if self.metric == "top1" else f"{self.metric} accuracy"
+
+    def value(self, v: float) -> str:
+        return f"{v:.4f}" if self.loss else pct(v)
+
+    def interval(self, ci: Sequence[float]) -> str:
+        return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if self.loss else interval_text(ci)
+
+    def harm(self, base: float, v: float) -> float:
+        """How much worse ``v`` is than ``base``: points of accuracy lost, or the rise of the loss."""
+        return v - base if self.loss else 100 * (base - v)
+
+    def harm_column(self) -> str:
+        return f"rise of the mean {self.metric}" if self.loss else "cost (points)"
+
+    def harm_cell(self, harm: float) -> str:
+        return f"{harm:+.4f}" if self.loss else f"{harm:+.2f}"
+
+    def cost(self, harm: float) -> str:
+        """``costs 12.3 points`` / ``gains 1.6 points``, or ``raises the mean loss by 0.412``."""
+        if not self.loss:
+            return cost(harm)
+        return f"lowers the mean {self.metric} by {-harm:.3f}" if harm < 0 else (
+            f"raises the mean {self.metric} by {harm:.3f}")
 
 
 
@@ -74,8 +127,8 @@ def zero_pad_clause(unit: UnitInfo) -> str:
 
 
 def _single(study: LesionStudy) -> list[tuple[int, float]]:
-    """(unit index, accuracy) of every single-unit configuration."""
-    return [(c.deleted[0], c.accuracy) for c in study.configs if len(c.deleted) == 1]
+    """(unit index, metric value) of every single-unit configuration."""
+    return [(c.deleted[0], c.score) for c in study.configs if len(c.deleted) == 1]
 
 
 def _legend_outside(ax: Axes) -> None:
@@ -84,6 +137,7 @@ def _legend_outside(ax: Axes) -> None:
 
 
 def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
+    scale = Scale.of(result)
     studies = _labelled(result, record)
     palette = sns.color_palette("deep", len(studies))
     units = result.units
@@ -95,13 +149,13 @@ def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
                    label="cannot be deleted (skipped)" if i == result.skipped[0] else None)
     for n, ((label, study), color) in enumerate(zip(studies, palette, strict=True)):
         points = _single(study)
-        error = {i: 100 * (1 - a) for i, a in points}
+        error = {i: scale.y(a) for i, a in points}
         # NaN at skipped units breaks the line there instead of bridging them.
         x = list(range(len(study.units)))
         ax.plot(x, [error.get(i, math.nan) for i in x], marker="o", markersize=5, color=color,
                 label=f"{label}: one unit deleted")
         # Wilson intervals of the error, and hollow markers where the change is not significant.
-        bars = [(c.deleted[0], 100 * (1 - c.accuracy), 100 * (1 - c.ci[1]), 100 * (1 - c.ci[0]), c.significant)
+        bars = [(c.deleted[0], scale.y(c.score), *sorted((scale.y(c.ci[0]), scale.y(c.ci[1]))), c.significant)
                 for c in study.configs if len(c.deleted) == 1]
         ax.errorbar([b[0] for b in bars], [b[1] for b in bars],
                     yerr=[[b[1] - b[2] for b in bars], [b[3] - b[1] for b in bars]],
@@ -110,9 +164,9 @@ def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
         if same:
             ax.scatter([b[0] for b in same], [b[1] for b in same], marker="o", s=36, facecolor="white",
                        edgecolor=color, zorder=4, label=f"{label}: not significant (Holm)")
-        ax.axhline(100 * (1 - study.baseline.accuracy), color=color, linestyle="--", linewidth=1,
+        ax.axhline(scale.y(study.baseline.score), color=color, linestyle="--", linewidth=1,
                    label=f"{label}: no deletion")
-        down = [(i, 100 * (1 - a)) for i, a in points if study.units[i].downsampling]
+        down = [(i, scale.y(a)) for i, a in points if study.units[i].downsampling]
         if down:
             ax.scatter([d[0] for d in down], [d[1] for d in down], marker="^", s=90, color=color,
                        edgecolor="black", zorder=5, label=f"{label}: downsampling unit")
@@ -121,7 +175,7 @@ def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
                     ax.annotate(study.units[i].name, (i, e), textcoords="offset points", xytext=(6, 4),
                                 fontsize="small")
     ax.set_xlabel("deleted unit (index; dotted lines: stage boundaries)")
-    ax.set_ylabel("test error (%)")
+    ax.set_ylabel(scale.label)
     if len(units) <= 30:
         ax.set_xticks([u.index for u in units])
     else:
@@ -130,37 +184,39 @@ def _draw_sweep(ax: Axes, result: LesionResult, record: RunRecord) -> None:
 
 
 def _draw_set(ax: Axes, result: LesionResult, record: RunRecord) -> None:
+    scale = Scale.of(result)
     models: list[str] = []
     errors: list[float] = []
     kinds: list[str] = []
     for label, study in _labelled(result, record):
         models += [label, label]
-        errors += [100 * (1 - study.baseline.accuracy), 100 * (1 - study.configs[0].accuracy)]
+        errors += [scale.y(study.baseline.score), scale.y(study.configs[0].score)]
         kinds += ["no deletion", "set deleted"]
     sns.barplot(x=models, y=errors, hue=kinds, ax=ax)
-    ax.set_ylabel("test error (%)")
+    ax.set_ylabel(scale.label)
     ax.set_xlabel("")
 
 
 def _draw_random(ax: Axes, result: LesionResult, record: RunRecord) -> None:
+    scale = Scale.of(result)
     studies = [(label, s) for label, s in _labelled(result, record) if s.random_k]
     for (label, study), color in zip(studies, sns.color_palette("deep", len(studies)), strict=True):
         k = [r.k for r in study.random_k]
-        mean = [100 * (1 - r.mean_accuracy) for r in study.random_k]
+        mean = [scale.y(r.mean_accuracy) for r in study.random_k]
         sns.lineplot(x=k, y=mean, ax=ax, marker="o", color=color, label=f"{label}: mean of random sets")
         # Each set as a faint point; the bootstrap interval of the mean as a band where 5+ sets make one.
         for r in study.random_k:
-            ax.scatter([r.k] * len(r.accuracies), [100 * (1 - a) for a in r.accuracies], s=8, color=color,
+            ax.scatter([r.k] * len(r.accuracies), [scale.y(a) for a in r.accuracies], s=8, color=color,
                        alpha=0.25, linewidths=0)
         banded = [r for r in study.random_k if r.samples >= MIN_BAND]
         if banded:
-            ax.fill_between([r.k for r in banded], [100 * (1 - r.ci[1]) for r in banded],
-                            [100 * (1 - r.ci[0]) for r in banded], color=color, alpha=0.2,
+            ax.fill_between([r.k for r in banded], [min(scale.y(r.ci[0]), scale.y(r.ci[1])) for r in banded],
+                            [max(scale.y(r.ci[0]), scale.y(r.ci[1])) for r in banded], color=color, alpha=0.2,
                             label=f"{label}: {level_of(record)} bootstrap interval of the mean")
-        ax.axhline(100 * (1 - study.baseline.accuracy), color=color, linestyle="--", linewidth=1,
+        ax.axhline(scale.y(study.baseline.score), color=color, linestyle="--", linewidth=1,
                    label=f"{label}: no deletion")
     ax.set_xlabel("number of deleted units k")
-    ax.set_ylabel("test error (%)")
+    ax.set_ylabel(scale.label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend_outside(ax)
 
@@ -176,24 +232,26 @@ def _stages(units: Sequence[UnitInfo]) -> list[list[int]]:
 def lesion_figures(result: LesionResult, record: RunRecord) -> list[Figure]:
     """Error per deleted unit (Fig. 3) or for the deleted set, and error per random k (Fig. 5a)."""
     figs = []
+    scale = Scale.of(result)
+    what = scale.label[0].upper() + scale.label[1:]
     others = " Other colours: the compared models." if result.compare else ""
     if result.sweep:
         figs.append(Figure(
-            "Test error after deleting one residual unit at a time (Veit et al. 2016, Fig. 3): dashed, "
+            f"{what} after deleting one residual unit at a time (Veit et al. 2016, Fig. 3): dashed, "
             "the unchanged model; triangles, downsampling units; dotted, stage boundaries." + others,
             lambda axes: _draw_sweep(axes[0], result, record),
             width=FIG_WIDTH,
         ))
     else:
         figs.append(Figure(
-            f"Test error with units {', '.join(result.configs[0].names)} deleted together, "
+            f"{what} with units {', '.join(result.configs[0].names)} deleted together, "
             "against the unchanged model." + others,
             lambda axes: _draw_set(axes[0], result, record),
         ))
     if result.random_k:
         samples = result.random_k[0].samples
         figs.append(Figure(
-            f"Test error after deleting k random units, {samples} random sets per k (Veit et al. 2016, Fig. 5a): "
+            f"{what} after deleting k random units, {samples} random sets per k (Veit et al. 2016, Fig. 5a): "
             f"the mean, with its bootstrap interval as a band where {MIN_BAND} or more sets make one; faint, "
             "each set; dashed, the unchanged model." + others,
             lambda axes: _draw_random(axes[0], result, record),
@@ -206,14 +264,16 @@ def lesion_figures(result: LesionResult, record: RunRecord) -> list[Figure]:
 def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
     """Baselines, every deleted configuration, and the random-k statistics."""
     studies = _labelled(result, record)
+    scale = Scale.of(result)
     tables = [Table(
         "Unchanged models",
-        ["model", "accuracy", f"{level_of(record)} interval", "correct", "images", "loss"],
-        [[label, pct(s.baseline.accuracy), interval_text(s.baseline.ci), s.baseline.correct, s.baseline.n,
+        ["model", scale.noun, f"{level_of(record)} interval", "correct", "images", "loss"],
+        [[label, scale.value(s.baseline.score), scale.interval(s.baseline.ci), s.baseline.correct, s.baseline.n,
           f"{s.baseline.loss:.4f}"] for label, s in studies],
     )]
+    test = "sign-flip permutation, Holm" if scale.loss else "McNemar, Holm"
     for label, s in studies:
-        base = s.baseline.accuracy
+        base = s.baseline.score
         rows = []
         for c in s.configs:
             units = [s.units[i] for i in c.deleted]
@@ -222,23 +282,25 @@ def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
                 ", ".join(sorted({str(u.stage) for u in units})),
                 "yes" if any(u.downsampling for u in units) else "",
                 ", ".join(sorted({u.shortcut for u in units})),
-                pct(c.accuracy), interval_text(c.ci), c.correct, c.n, f"{100 * (base - c.accuracy):+.2f}",
+                scale.value(c.score), scale.interval(c.ci), c.correct, c.n, scale.harm_cell(scale.harm(base, c.score)),
                 p_text(c.p_adjusted), "yes" if c.significant else "no", f"{c.loss:.4f}",
             ])
         title = "Single-unit deletions" if result.sweep else "Deleted set"
         tables.append(Table(
             f"{title}: {label}",
-            ["deleted", "names", "stage", "downsampling", "shortcut", "accuracy", f"{level_of(record)} interval",
-             "correct", "images", "cost (points)", "p (McNemar, Holm)", "significant", "loss"],
+            ["deleted", "names", "stage", "downsampling", "shortcut", scale.noun, f"{level_of(record)} interval",
+             "correct", "images", scale.harm_column(), f"p ({test})", "significant", "loss"],
             rows,
         ))
         if s.random_k:
             tables.append(Table(
                 f"Random deletions: {label}",
-                ["k", "sets", "mean accuracy", f"{level_of(record)} bootstrap interval", "std (points)",
-                 "mean cost (points)", "sets significant (Holm)"],
-                [[r.k, r.samples, pct(r.mean_accuracy), interval_text(r.ci), f"{100 * r.std_accuracy:.2f}",
-                  f"{100 * (base - r.mean_accuracy):+.2f}", f"{r.significant}/{r.samples}"] for r in s.random_k],
+                ["k", "sets", f"mean {scale.noun}", f"{level_of(record)} bootstrap interval",
+                 "std" + ("" if scale.loss else " (points)"), f"mean {scale.harm_column()}", "sets significant (Holm)"],
+                [[r.k, r.samples, scale.value(r.mean_accuracy), scale.interval(r.ci),
+                  f"{r.std_accuracy:.4f}" if scale.loss else f"{100 * r.std_accuracy:.2f}",
+                  scale.harm_cell(scale.harm(base, r.mean_accuracy)), f"{r.significant}/{r.samples}"]
+                 for r in s.random_k],
             ))
     return tables
 
@@ -252,37 +314,45 @@ def cost(points: float) -> str:
     return f"gains {-points:.1f} points" if points < -0.05 else f"costs {abs(points):.1f} points"
 
 
-def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool, record: RunRecord) -> list[str]:
-    base = study.baseline.accuracy
+def _study_reading(
+    label: str, study: LesionStudy, sweep: bool, main: bool, record: RunRecord, scale: Scale
+) -> list[str]:
+    base = study.baseline.score
     units = study.units
     lead = "Deleting" if main else f"In {label}, deleting"
     out: list[str] = []
+    test = (
+        "a sign-flip permutation test of the mean difference per example, Holm-adjusted" if scale.loss
+        else "exact McNemar test on the images one of the two gets right, Holm-adjusted"
+    )
     if sweep:
-        costs = {c.deleted[0]: 100 * (base - c.accuracy) for c in study.configs}
+        costs = {c.deleted[0]: scale.harm(base, c.score) for c in study.configs}
         median = statistics.median(costs.values())
         down = [u for u in units if u.downsampling]
         keep = [i for i in costs if not units[i].downsampling]
         worst = max(keep, key=costs.__getitem__) if keep else None
         tail = (
             f"; the worst deletion of a unit that keeps the shape is {describe_unit(units[worst], units)}, "
-            f"which {cost(costs[worst])}" if worst is not None else ""
+            f"which {scale.cost(costs[worst])}" if worst is not None else ""
         )
         # The headline first (the demo's index shows only the first sentence).
         median_config = sorted(study.configs, key=lambda c: costs[c.deleted[0]])[len(study.configs) // 2]
         known = "" if median_config.significant else f", which {median_config.n} images cannot tell from zero"
+        of = "" if scale.loss else f" of {scale.noun}"
         out.append(
-            f"{label}: the median single deletion {cost(median)} of accuracy "
-            f"(unchanged: {pct(base)}, {level_of(record)} interval {interval_text(study.baseline.ci)}){known}{tail}."
+            f"{label}: the median single deletion {scale.cost(median)}{of} "
+            f"(unchanged: {scale.value(base)}, {level_of(record)} interval {scale.interval(study.baseline.ci)})"
+            f"{known}{tail}."
         )
         significant = sum(c.significant for c in study.configs)
         out.append(
             f"{significant} of {len(study.configs)} single deletions of {label} differ significantly from the "
-            f"unchanged model (exact McNemar test on the images one of the two gets right, Holm-adjusted)."
+            f"unchanged model ({test})."
         )
         for u in down:
             if u.index not in costs:
                 continue
-            text = f"{lead} {describe_unit(u, units)} {cost(costs[u.index])}"
+            text = f"{lead} {describe_unit(u, units)} {scale.cost(costs[u.index])}"
             if u.shortcut == "zero-pad":
                 text += f": {zero_pad_clause(u)}"
             out.append(text + ".")
@@ -299,10 +369,11 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool, reco
         deleted = [units[i] for i in c.deleted]
         together = " together" if len(deleted) > 1 else ""
         verdict = "significant" if c.significant else "not significant"
+        name = "sign-flip" if scale.loss else "McNemar"
         out.append(
             f"{lead} {', '.join(describe_unit(u, units) for u in deleted)}{together} "
-            f"{cost(100 * (base - c.accuracy))} ({pct(base)} → {pct(c.accuracy)}, "
-            f"{interval_text(c.ci)}; McNemar p = {p_text(c.p_adjusted)}, {verdict})."
+            f"{scale.cost(scale.harm(base, c.score))} ({scale.value(base)} → {scale.value(c.score)}, "
+            f"{scale.interval(c.ci)}; {name} p = {p_text(c.p_adjusted)}, {verdict})."
         )
         for u in deleted:
             if u.downsampling and u.shortcut == "zero-pad":
@@ -310,11 +381,27 @@ def _study_reading(label: str, study: LesionStudy, sweep: bool, main: bool, reco
     if study.random_k:
         lo, hi = study.random_k[0], study.random_k[-1]
         out.append(
-            f"{label}: deleting k random units ({lo.samples} sets per k) leaves a mean accuracy of "
-            f"{pct(lo.mean_accuracy)} ({interval_text(lo.ci)}) at k = {lo.k}"
-            + (f" and {pct(hi.mean_accuracy)} ({interval_text(hi.ci)}) at k = {hi.k}." if hi.k != lo.k else ".")
+            f"{label}: deleting k random units ({lo.samples} sets per k) leaves a mean {scale.noun} of "
+            f"{scale.value(lo.mean_accuracy)} ({scale.interval(lo.ci)}) at k = {lo.k}"
+            + (f" and {scale.value(hi.mean_accuracy)} ({scale.interval(hi.ci)}) at k = {hi.k}." if hi.k != lo.k
+               else ".")
         )
     return out
+
+
+def loss_sample_sentence(n: int, tests: int, metric: str, record: RunRecord) -> str:
+    """What the paired tests of a loss metric rest on, and the smallest p their resampling can give."""
+    floor = 1 / (PERMUTATION_RESAMPLES + 1)
+    alpha = (1 - level_value(record)) / max(tests, 1)
+    can = (
+        f"Holm's first threshold over {tests} tests is {alpha:.2g}, above it" if alpha > floor
+        else f"Holm's first threshold over {tests} tests is {alpha:.2g}, below it: no test of this run can be "
+        "significant; run fewer configurations"
+    )
+    return (
+        f"Sample size: each paired test compares the {metric} of the same {n} examples (sign-flip permutation "
+        f"of the {n} differences, {PERMUTATION_RESAMPLES} random sign patterns: no p below {floor:.2g}); {can}."
+    )
 
 
 @register(LesionResult)
@@ -322,9 +409,12 @@ def lesion_reading(result: LesionResult, record: RunRecord) -> list[str]:
     """The cost of deleting each downsampling unit, the median deletion, the random-k trend."""
     out = []
     for i, (label, study) in enumerate(_labelled(result, record)):
-        out += _study_reading(label, study, result.sweep, i == 0, record)
+        out += _study_reading(label, study, result.sweep, i == 0, record, Scale.of(result))
     study = result.study
     tests = len(study.configs) + sum(r.samples for r in study.random_k)
-    out.append(sample_size_sentence(study.baseline.n, tests, record))
+    if result.metric_kind == "loss":
+        out.append(loss_sample_sentence(study.baseline.n, tests, result.metric, record))
+    else:
+        out.append(sample_size_sentence(study.baseline.n, tests, record))
     adaptive = adaptive_sentence([c.n for c in study.configs], study.baseline.n, record)
     return out + ([adaptive] if adaptive else [])
