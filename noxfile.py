@@ -23,16 +23,17 @@ def _install(session: nox.Session) -> None:
 
 @nox.session(venv_params=VENV)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (no GPU, no network, no slow tests)."""
+    """Run the test suite (no GPU, no network, no slow tests); `-- --durations=20` shows where the time goes."""
     _install(session)
     session.run("python", "-m", "pytest", "-q", *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session(venv_params=VENV, default=False)
 def slow(session: nox.Session) -> None:
-    """Run the slow tests too."""
+    """Only the slow end-to-end tests that `tests` leaves out (benchmarks, torchrun, ...); CI runs them too."""
     _install(session)
-    session.run("python", "-m", "pytest", "-q", "-m", "not network and not gpu", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", "-m", "slow and not network and not gpu", *session.posargs,
+                env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session(venv_params=VENV, default=False)

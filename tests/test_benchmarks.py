@@ -1,4 +1,9 @@
-"""The benchmark scripts still run and their two ways still agree (tiny sizes; nothing is timed here)."""
+"""The benchmark scripts still run and their two ways still agree (tiny sizes; nothing is timed here).
+
+Slow (`nox -s slow`, run by CI): each is a whole process or several, a minute in all, and what they compare
+(shared-prefix, stacked and batched runs against the plain forward) the executor, scoring and inference
+tests check in-process.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pytest
 
 from .deadlines import deadline
 
+pytestmark = pytest.mark.slow
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CPU = ["--device", "cpu", "--threads", "1"]
 # What a script takes on a fast machine, rounded well up (the smoke sizes: 2-10 s; cli_vs_loop: about 30 s).

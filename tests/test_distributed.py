@@ -45,6 +45,7 @@ def _cli(args: list[str], nproc: int, tmp: Path) -> dict:
     return doc
 
 
+@pytest.mark.slow  # the lesion case of test_sharded_analyses_equal_single_process runs the same path by default
 @pytest.mark.skipif(shutil.which("torchrun") is None and sys.platform == "win32", reason="no torchrun")
 def test_eval_under_torchrun_equals_single_process(tmp_path: Path) -> None:
     args = ["eval", "--model", "resnet20", "--random-init", "--limit", "96", "--batch-size", "16", "--device", "cpu"]
@@ -58,8 +59,11 @@ def test_eval_under_torchrun_equals_single_process(tmp_path: Path) -> None:
     "args",
     [
         # 13 images in batches of 5: 3 batches a pass, 30 samples cycle through them 2.3 times
-        ["gradients", "--model", "resnet20", "--samples", "10", "--k", "0,3,9", "--batch-size", "5", "--limit", "13"],
-        ["std-report", "--model", "resnet20", "--model", "plain20", "--batch-size", "12", "--limit", "35"],
+        pytest.param(["gradients", "--model", "resnet20", "--samples", "10", "--k", "0,3,9", "--batch-size", "5",
+                      "--limit", "13"], marks=pytest.mark.slow),
+        pytest.param(["std-report", "--model", "resnet20", "--model", "plain20", "--batch-size", "12", "--limit", "35"],
+                     marks=pytest.mark.slow),
+        # The quickest of the three (half their time): the one torchrun run of the default session.
         ["lesion", "--model", "resnet20", "--random-k", "2:3", "--samples", "2", "--batch-size", "16", "--limit", "35"],
     ],
     ids=["gradients", "std-report", "lesion"],

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from resnet_probe.experiments.result import MACHINE_FIELDS
 
 from ..deadlines import deadline
@@ -38,6 +40,7 @@ def _experiment(nproc: int, tmp: Path) -> tuple[dict, str]:
     return doc, proc.stdout
 
 
+@pytest.mark.slow  # torchrun itself runs by default in test_distributed; the grid's cache in test_cache
 def test_two_ranks_share_the_grid_and_write_the_single_process_results(tmp_path: Path) -> None:
     single, _ = _experiment(1, tmp_path)
     double, stdout = _experiment(2, tmp_path)
