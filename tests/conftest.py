@@ -10,8 +10,13 @@ import pytest
 from . import deadlines
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Calibrate the subprocess hang guards once per session, before any test loads the machine."""
+    deadlines.slowdown()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    """Calibrate the subprocess hang guards once per session, and say by how much they are scaled."""
+    """By how much the hang guards are scaled (shown without -q)."""
     return deadlines.describe()
 
 
