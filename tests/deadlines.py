@@ -76,7 +76,7 @@ def wait_for(
             _, stderr = proc.communicate()
             raise AssertionError(f"the process ended (code {proc.returncode}) before {what}: {stderr[-2000:]}")
         if time.monotonic() > end:
-            raise AssertionError(f"no {what} within {limit:.0f} s (hang guard: {describe()})")
+            raise AssertionError(f"still waiting for {what} after {limit:.3g} s (hang guard: {describe()})")
         time.sleep(_POLL_S)
 
 
