@@ -22,7 +22,7 @@ from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.data.source import TensorSource
 from resnet_probe.executor import Executor, Plan, resolve_device
 from resnet_probe.models.load import load_model
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 T = TypeVar("T")
 MiB = 2**20

@@ -16,7 +16,7 @@ from common import run_sampled_plans, sampled_plans_parser
 
 from resnet_probe.analyses.lesion import check_samples, deletable_units, parse_range, random_sets
 from resnet_probe.executor import Plan
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 
 def main(argv: list[str] | None = None) -> int:

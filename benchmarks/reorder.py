@@ -17,7 +17,7 @@ from common import run_sampled_plans, sampled_plans_parser
 from resnet_probe.analyses.lesion import check_samples, parse_range
 from resnet_probe.analyses.reorder import MAX_SWAPS, random_orders
 from resnet_probe.executor import Plan
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 
 def main(argv: list[str] | None = None) -> int:

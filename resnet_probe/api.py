@@ -43,7 +43,7 @@ from resnet_probe.plugins import get_analysis
 from resnet_probe.results import Result
 from resnet_probe.runner import check_seed, execute
 from resnet_probe.settings import BATCH_SIZE, GRADIENT_SAMPLES, LESION_SAMPLES, REORDER_SAMPLES, RunSettings
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 __all__ = [
     "Plan", "load_model", "load_data", "topology", "run_plans", "run", "evaluate", "lesion", "reorder", "paths",

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet_probe.errors import DeviceError, PlanError
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 T = TypeVar("T")
 Step = tuple[int, bool]  # (unit index, deleted)

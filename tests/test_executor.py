@@ -14,7 +14,7 @@ from resnet_probe.errors import DeviceError, PlanError
 from resnet_probe.executor import Executor, Plan, resolve_device, validate_plan
 from resnet_probe.models.load import load_model
 from resnet_probe.models.zoo.cifar import CifarResNet
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 MODELS = ("resnet20", "resnet20_b", "resnet20_c", "plain20", "preact_resnet20")
 

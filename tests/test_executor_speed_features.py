@@ -21,7 +21,7 @@ from resnet_probe.executor import STACK_ELEMENTS, Executor, Plan
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.scoring import score_plans
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 MODELS = ("resnet20", "resnet20_b", "plain20", "preact_resnet20")
 # bf16 keeps 8 bits of mantissa. Measured on the trained ResNet-20 and all 846 fixture images:

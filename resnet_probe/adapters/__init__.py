@@ -1,4 +1,4 @@
-"""Adapters turn a family's module tree into a :class:`~resnet_probe.topology.Topology`.
+"""Adapters turn a family's module tree into a :class:`~resnet_probe.structure.Topology`.
 
 Each adapter module exposes ``matches(model) -> bool`` and ``build(model) -> Topology``;
 they are imported lazily so that timm is only imported for timm models.
@@ -11,7 +11,7 @@ import importlib
 from torch import nn
 
 from resnet_probe.errors import AdapterError
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 # Order matters: the first adapter whose ``matches`` accepts the model builds it. Each hand-written
 # adapter matches by module classes (the model's and its blocks'), never by name; a torch.export program

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from resnet_probe.errors import AdapterError
 from resnet_probe.models.zoo.cifar import BasicBlock, CifarResNet, PadShortcut, PreActBlock, PreActCifarResNet
-from resnet_probe.topology import Fn, Topology, Unit, identity, relu
+from resnet_probe.structure import Fn, Topology, Unit, identity, relu
 
 OPTION_A_NOTE = (
     "Option-A downsampling units have a zero-pad shortcut: deleting one leaves half of its output channels zero."

@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from resnet_probe.errors import AdapterError
-from resnet_probe.topology import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, identity
 
 FAMILY = "convnext"
 _MODULE = "timm.models.convnext"

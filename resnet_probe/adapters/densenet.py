@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from resnet_probe.errors import AdapterError
 from resnet_probe.models.zoo.densenet import CifarDenseNet, DenseLayer
 from resnet_probe.models.zoo.families import DENSENET
-from resnet_probe.topology import Fn, Topology, Unit, identity, relu
+from resnet_probe.structure import Fn, Topology, Unit, identity, relu
 
 TIMM_FAMILY = "timm-densenet"
 _TIMM_MODULE = "timm.models.densenet"

@@ -25,7 +25,7 @@ from torch import fx, nn
 from resnet_probe.adapters import graph_ops as ops
 from resnet_probe.adapters.sizes import Observing, SizeTable
 from resnet_probe.adapters.tracing import refuse
-from resnet_probe.topology import Fn, identity
+from resnet_probe.structure import Fn, identity
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from resnet_probe.adapters import fx as fx_adapter
 from resnet_probe.adapters import graph_ops as ops
 from resnet_probe.adapters.discovery import discover
 from resnet_probe.adapters.tracing import refuse
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 __all__ = ["FAMILY", "build", "matches", "reading_copy"]
 

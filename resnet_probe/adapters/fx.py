@@ -23,7 +23,7 @@ from torch import nn
 
 from resnet_probe.adapters.discovery import Discovered, discover
 from resnet_probe.adapters.tracing import refuse, trace
-from resnet_probe.topology import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, identity
 
 __all__ = ["FAMILY", "assemble", "build", "matches", "nested_note", "refuse", "structure_notes"]
 

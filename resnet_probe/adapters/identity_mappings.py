@@ -24,7 +24,7 @@ from resnet_probe.models.zoo.identity_mappings import (
     CifarVariantResNet,
     VariantBlock,
 )
-from resnet_probe.topology import Fn, Topology, Unit, identity, relu
+from resnet_probe.structure import Fn, Topology, Unit, identity, relu
 
 PROJECTION_NOTE = (
     "Downsampling units project their shortcut with a 1x1 stride-2 conv + BN (option B); the variant's "

@@ -22,7 +22,7 @@ from resnet_probe.adapters.tracing import (
     first_line,
 )
 from resnet_probe.errors import AdapterError
-from resnet_probe.topology import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, identity
 
 FAMILY = "named"
 NOTE = (

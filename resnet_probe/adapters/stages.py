@@ -7,7 +7,7 @@ from typing import Callable
 from torch import nn
 
 from resnet_probe.errors import AdapterError
-from resnet_probe.topology import Unit
+from resnet_probe.structure import Unit
 
 UnitBuilder = Callable[[int, str, int, nn.Module], Unit]
 

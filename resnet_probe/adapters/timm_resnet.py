@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from resnet_probe.adapters.stages import collect_units
 from resnet_probe.errors import AdapterError
-from resnet_probe.topology import Fn, Topology, Unit, identity, relu
+from resnet_probe.structure import Fn, Topology, Unit, identity, relu
 
 FAMILY = "timm-resnet"
 _MODULE = "timm.models.resnet"

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from resnet_probe.adapters.timm_resnet import out_of_place
 from resnet_probe.errors import AdapterError
-from resnet_probe.topology import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, identity
 
 FAMILY = "timm-resnetv2"
 _MODULE = "timm.models.resnetv2"

@@ -17,7 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from resnet_probe.errors import AdapterError
-from resnet_probe.topology import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, identity
 
 FAMILY = "vit"
 _MODULE = "timm.models.vision_transformer"

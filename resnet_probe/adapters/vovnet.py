@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from resnet_probe.errors import AdapterError
 from resnet_probe.models.zoo.families import VOVNET
 from resnet_probe.models.zoo.vovnet import CifarVoVNet, OSAModule
-from resnet_probe.topology import IN, OUT, Edge, Fn, Topology, Unit, identity
+from resnet_probe.structure import IN, OUT, Edge, Fn, Topology, Unit, identity
 
 TIMM_FAMILY = "timm-vovnet"
 _TIMM_MODULE = "timm.models.vovnet"

@@ -35,7 +35,7 @@ from resnet_probe.journal import Journal
 from resnet_probe.results import Result
 from resnet_probe.settings import CONFIDENCE, EFFECTIVE_SHARE, GRADIENT_SAMPLES
 from resnet_probe.stats import bootstrap_mean_interval
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 LONG_PATH = 20  # Veit et al.: paths longer than ~20 modules carry almost no gradient
 RESAMPLES = 1000  # bootstrap resamples of the effective range

@@ -28,7 +28,7 @@ from resnet_probe.results import Result
 from resnet_probe.scoring import Score, interval, paired_tests
 from resnet_probe.settings import LESION_SAMPLES
 from resnet_probe.stats import bootstrap_mean_interval
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 
 @dataclass(frozen=True)

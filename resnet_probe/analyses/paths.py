@@ -27,7 +27,7 @@ from resnet_probe.analyses.base import Analysis, RunContext
 from resnet_probe.errors import OutputError, PlanError
 from resnet_probe.files import atomic_write_text
 from resnet_probe.results import Result
-from resnet_probe.topology import IN, OUT, Topology, Unit
+from resnet_probe.structure import IN, OUT, Topology, Unit
 
 INPUT = "input"
 OUTPUT = "output"

@@ -27,7 +27,7 @@ from resnet_probe.results import Result
 from resnet_probe.scoring import interval, paired_tests
 from resnet_probe.settings import REORDER_SAMPLES
 from resnet_probe.stats import bootstrap_mean_interval
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 MAX_SWAPS = 10_000
 

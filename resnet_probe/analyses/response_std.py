@@ -29,7 +29,7 @@ from resnet_probe.errors import ProbeError
 from resnet_probe.executor import Executor
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import Result
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 STEM = "stem"  # the `unit` of the stem's responses
 # A norm layer's output; nn.Identity is the hook point inside a norm-act layer (timm's BatchNormAct2d

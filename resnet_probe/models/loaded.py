@@ -9,7 +9,7 @@ from torch import nn
 
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.models.spec import ModelSpec
-from resnet_probe.topology import Topology, count_params
+from resnet_probe.structure import Topology, count_params
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ from resnet_probe.adapters import build_topology
 from resnet_probe.errors import ModelError
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.spec import ModelSpec
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 #: the spec source of a module passed in from Python
 SOURCE = "module"

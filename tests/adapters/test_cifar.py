@@ -13,7 +13,7 @@ from torch import nn
 from resnet_probe.adapters import build_topology
 from resnet_probe.adapters import cifar as adapter
 from resnet_probe.models.registry import get_entry, list_models
-from resnet_probe.topology import Topology, identity, relu
+from resnet_probe.structure import Topology, identity, relu
 from tests.models.zoo.test_cifar import HE_2015, cifar_fixture_batch, load_akamaster_resnet20
 
 

@@ -15,7 +15,7 @@ from resnet_probe.adapters import convnext as adapter  # noqa: E402
 from resnet_probe.analyses.paths import count_paths, unraveled_graph  # noqa: E402
 from resnet_probe.errors import AdapterError  # noqa: E402
 from resnet_probe.executor import Executor, Plan  # noqa: E402
-from resnet_probe.topology import identity  # noqa: E402
+from resnet_probe.structure import identity  # noqa: E402
 
 from .timm_models import assert_forward_equals_model, image  # noqa: E402
 

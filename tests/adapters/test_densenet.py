@@ -12,7 +12,7 @@ from resnet_probe.adapters import build_topology
 from resnet_probe.adapters import densenet as adapter
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.models.registry import get_entry
-from resnet_probe.topology import identity
+from resnet_probe.structure import identity
 from tests.adapters.test_cifar import randomized
 from tests.adapters.timm_models import assert_forward_equals_model, forward_both_seeded, image, make
 

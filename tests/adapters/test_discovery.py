@@ -26,7 +26,7 @@ from resnet_probe.adapters import build_topology
 from resnet_probe.adapters import fx as adapter
 from resnet_probe.analyses.paths import count_paths, unraveled_graph
 from resnet_probe.executor import Executor, Plan
-from resnet_probe.topology import Topology, identity
+from resnet_probe.structure import Topology, identity
 
 from ..cli.helpers import run_cli
 

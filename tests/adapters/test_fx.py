@@ -13,7 +13,7 @@ from resnet_probe.adapters import torchvision as tv_adapter
 from resnet_probe.errors import AdapterError, ProbeError
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.models.load import load_model
-from resnet_probe.topology import Topology, identity
+from resnet_probe.structure import Topology, identity
 
 
 class ResidualMLP(nn.Module):

@@ -10,7 +10,7 @@ import torch
 from resnet_probe.adapters import build_topology
 from resnet_probe.adapters import identity_mappings as adapter
 from resnet_probe.models.registry import get_entry, list_models
-from resnet_probe.topology import identity, relu
+from resnet_probe.structure import identity, relu
 from tests.adapters.test_cifar import randomized
 
 FAMILIES = ("cifar-resnet-variant", "cifar-bottleneck", "cifar-preact-bottleneck")

@@ -16,7 +16,7 @@ from resnet_probe.adapters import build_topology  # noqa: E402
 from resnet_probe.adapters import vit as adapter  # noqa: E402
 from resnet_probe.errors import AdapterError  # noqa: E402
 from resnet_probe.executor import Executor, Plan  # noqa: E402
-from resnet_probe.topology import identity  # noqa: E402
+from resnet_probe.structure import identity  # noqa: E402
 
 
 def tiny(**kwargs: Any) -> nn.Module:

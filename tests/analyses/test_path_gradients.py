@@ -30,7 +30,7 @@ from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.registry import get_entry
 from resnet_probe.results import RunRecord
-from resnet_probe.topology import Topology
+from resnet_probe.structure import Topology
 
 
 def randomized(name: str, seed: int = 0) -> nn.Module:

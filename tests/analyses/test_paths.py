@@ -34,7 +34,7 @@ from resnet_probe.executor import Executor
 from resnet_probe.models.load import load_model
 from resnet_probe.models.registry import get_entry, list_models
 from resnet_probe.results import RunRecord
-from resnet_probe.topology import Topology, Unit, identity, relu
+from resnet_probe.structure import Topology, Unit, identity, relu
 
 
 def zoo_topology(name: str) -> Topology:

@@ -16,7 +16,7 @@ from resnet_probe.adapters import build_topology
 from resnet_probe.models.registry import get_entry, list_models
 from resnet_probe.models.zoo import catalog
 from resnet_probe.models.zoo import identity_mappings as im
-from resnet_probe.topology import count_params
+from resnet_probe.structure import count_params
 
 from ._helpers import within
 

@@ -12,7 +12,7 @@ import torch
 
 from resnet_probe.models.registry import get_entry, list_models, register_model
 from resnet_probe.models.zoo.cifar import CifarResNet, PadShortcut, PreActCifarResNet
-from resnet_probe.topology import count_params
+from resnet_probe.structure import count_params
 
 DEPTHS = (20, 32, 44, 56, 110, 1202)
 UNITS_PER_STAGE = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}

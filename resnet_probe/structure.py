@@ -1,4 +1,4 @@
-"""The one core abstraction: a model seen as stem -> residual units -> head.
+"""The structure of a residual network, the one core abstraction: stem -> residual units -> head (``Topology``).
 
 Adapters build a :class:`Topology` from a model; analyses and the executor see only this,
 never the model's own attribute names.
