@@ -93,9 +93,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_params=VENV, default=False)
 def typecheck(session: nox.Session) -> None:
-    """mypy over the library."""
+    """mypy over the library, and the API's result types (tests/api/test_typed.py: assert_type)."""
     _install(session)
-    session.run("python", "-m", "mypy", "resnet_probe", "cli", "reports")
+    session.run("python", "-m", "mypy", "resnet_probe", "cli", "reports", "tests/api/test_typed.py")
 
 
 @nox.session(venv_params=VENV, default=False)

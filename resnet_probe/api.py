@@ -222,7 +222,7 @@ def _model(model: ModelLike, data: DataSource | None, units: Sequence[str] | Non
     elif isinstance(model, nn.Module):
         loaded = from_module(model, units=units)
     elif _is_exported_program(model):
-        loaded = from_module(model.module(), units=units, name="ExportedProgram")
+        loaded = from_module(getattr(model, "module")(), units=units, name="ExportedProgram")  # noqa: B009
     elif isinstance(model, (str, Path)):
         loaded = load_model(
             str(model), dataset=data.name if data is not None and not _given(data) else None,
