@@ -42,6 +42,10 @@ EVAL_NOTE = (
     "statistics and dropout is off."
 )
 SWITCHED_NOTE = "The program was exported in training mode; switched to eval semantics: {ops}."
+STATIC_NOTE = (
+    "The program was exported for inputs of shape {shape} only: run it on batches of {batch}, or export it with "
+    "a dynamic batch (torch.export.Dim)."
+)
 NO_RESPONSES_NOTE = "Units read from an exported graph expose no response layers, so response-std does not apply."
 
 _SIZE_ARITHMETIC = (
@@ -68,9 +72,12 @@ def build(model: nn.Module) -> Topology:
     units, transitions = fx_adapter.assemble(model, found)
     notes = [EXPORT_NOTE, *fx_adapter.structure_notes(units, transitions, found), EVAL_NOTE]
     if switched:
-        notes.append(SWITCHED_NOTE.format(ops=", ".join(sorted(set(switched)))))
+        notes.append(SWITCHED_NOTE.format(ops=", ".join(ops.counted(switched))))
     if found.nested:
         notes.append(fx_adapter.nested_note(found.nested))
+    shape = _input_shape(gm)
+    if shape and all(isinstance(d, int) for d in shape):
+        notes.append(STATIC_NOTE.format(shape=tuple(shape), batch=shape[0]))
     notes.append(NO_RESPONSES_NOTE)
     # ep.module() refuses train() / eval() (it raises NotImplementedError); the executor sets eval
     # mode around every run, so such a module is represented by the reading copy, which shares
@@ -145,6 +152,13 @@ def _localize_sizes(gm: fx.GraphModule) -> None:
 
         n.args = fx.map_arg(n.args, local)
         n.kwargs = fx.map_arg(n.kwargs, local)
+
+
+def _input_shape(gm: fx.GraphModule) -> tuple[object, ...]:
+    """The recorded shape of the graph's (first) input, ints and SymInts; empty where none is recorded."""
+    first = next((n for n in gm.graph.nodes if n.op == "placeholder"), None)
+    value = first.meta.get("val") if first is not None else None
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else ()
 
 
 def _is_symint(node: fx.Node) -> bool:

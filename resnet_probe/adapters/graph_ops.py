@@ -453,7 +453,7 @@ def clone_if_written(graph: fx.Graph, x: fx.Node, gm: fx.GraphModule) -> None:
 
 
 def to_eval(gm: fx.GraphModule) -> tuple[str, ...]:
-    """Put an exported (aten) graph in eval semantics, in place; returns what it switched off.
+    """Put an exported (aten) graph in eval semantics, in place; returns what it switched off, one item per op.
 
     Batch norms use their running statistics and dropout is off (their training flag becomes
     False), and in-place updates of buffers that nothing reads (``num_batches_tracked += 1``)
@@ -482,8 +482,16 @@ def to_eval(gm: fx.GraphModule) -> tuple[str, ...]:
             isinstance(n.target, OpOverload) and _writes_first_argument(n.target) and not n.users
             and isinstance(n.args[0], fx.Node) and n.args[0].op == "get_attr"
         ):
-            switched.append(f"{name} of {n.args[0].target}")
+            switched.append(f"{name} of a buffer")
             gm.graph.erase_node(n)
     if switched:
         gm.recompile()
     return tuple(switched)
+
+
+def counted(items: tuple[str, ...]) -> tuple[str, ...]:
+    """``("batch_norm x19", ...)``: equal items of :func:`to_eval`'s answer once, with their count."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return tuple(f"{k} x{v}" if v > 1 else k for k, v in sorted(counts.items()))
