@@ -36,7 +36,30 @@ class ProbeCommand(_PlainFlags, TyperCommand):
 
 
 class ProbeGroup(_PlainFlags, TyperGroup):
-    """The app itself."""
+    """The app itself; an installed analysis without a command of its own gets one made from its options."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name.startswith("-"):
+            return found
+        return _plugin_command(cmd_name)
+
+
+def _plugin_command(name: str) -> Any:
+    """The generated command of the plugin analysis ``name``, or None (loads only that plugin, on use)."""
+    from importlib import metadata
+
+    from resnet_probe.plugins import GROUP
+
+    if not any(ep.name == name for ep in metadata.entry_points(group=GROUP)):
+        return None
+    from resnet_probe.cli.generated import command_for
+
+    from resnet_probe.plugins import get_analysis
+
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command(name, cls=ProbeCommand)(command_for(get_analysis(name)))
+    return typer.main.get_command(single)
 
 
 app = typer.Typer(

@@ -52,6 +52,27 @@ def _builtin_loaded_now() -> bool:
     return True
 
 
+#: entry points ``ANALYSIS = package.module``: the report module of an analysis (importing it registers it)
+REPORTS = "resnet_probe.reports"
+
+
+def load_report(analysis: str) -> None:
+    """Import the report module an installed package registers for ``analysis``; a broken one is logged."""
+    import importlib
+    import logging
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group=REPORTS):
+        if ep.name != analysis:
+            continue
+        try:
+            importlib.import_module(ep.value)
+        except Exception as exc:  # a broken plugin report must not take the run down: it renders the defaults
+            logging.getLogger("resnet_probe").warning(
+                "the report of %s (%s) failed to load: %s: %s", analysis, ep.value, type(exc).__name__, exc
+            )
+
+
 @singledispatch
 def figures(result: Result, record: RunRecord) -> list[Figure]:
     """Figures of a result; none by default."""

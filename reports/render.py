@@ -24,9 +24,12 @@ _ENV = Environment(
 )
 
 
-def _load_content_modules() -> None:
-    """Import every built-in report module so their singledispatch entries are registered."""
+def _load_content_modules(analysis: str | None = None) -> None:
+    """Import every built-in report module, and the one registered for ``analysis`` (a plugin's)."""
     from resnet_probe.reports import analyses  # noqa: F401
+
+    if analysis is not None:
+        content.load_report(analysis)
 
 
 def figure_stem(index: int, caption: str) -> str:
@@ -36,7 +39,7 @@ def figure_stem(index: int, caption: str) -> str:
 
 
 def _drawn(record: RunRecord, result: Result, pdf: bool) -> list[tuple[Figure, Drawn]]:
-    _load_content_modules()
+    _load_content_modules(record.analysis)
     return [(spec, draw(spec, pdf=pdf)) for spec in content.figures(result, record)]
 
 
@@ -84,7 +87,7 @@ class HtmlRenderer:
 
     def inline(self, record: RunRecord, result: Result) -> str:
         """Reading, figures and tables as one HTML fragment (a Jupyter cell's output)."""
-        _load_content_modules()
+        _load_content_modules(record.analysis)
         return _ENV.get_template("inline.html").render(
             reading=content.reading(result, record),
             figures=[{"caption": s.caption, "svg": Markup(d.inline)} for s, d in _drawn(record, result, pdf=False)],

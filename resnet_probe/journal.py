@@ -5,7 +5,7 @@ when written. A run killed mid-line leaves a torn last line (no newline yet), wh
 dropped on reading and cut off before the next append. The first line records what the run
 is (its parameters); resuming a different run from the same journal is refused.
 
-Every other line is checked against the schema of the run's items (:data:`ITEM_SCHEMAS`):
+Every other line is checked against the schema of the run's items (the analysis's ``journal_item``):
 a line that is not UTF-8 JSON, has the wrong types, a non-finite number, more correct
 images than images, or another value for a key already read refuses the whole journal,
 naming its line; a refused journal is never appended to.
@@ -93,13 +93,9 @@ class AnyItem(_Strict):
     value: Any
 
 
-#: the item schema of each resumable analysis; other analyses get :class:`AnyItem`
-ITEM_SCHEMAS: dict[str, type[_Strict]] = {"lesion": ScoreItem, "reorder": ScoreItem, "gradients": NormsItem}
-
-
-def item_schema(analysis: str) -> type[_Strict]:
-    """The schema of the journal items of ``analysis``."""
-    return ITEM_SCHEMAS.get(analysis, AnyItem)
+def item_schema(declared: type[BaseModel] | None) -> type[BaseModel]:
+    """The schema an analysis declares for its journal items (``Analysis.journal_item``), else :class:`AnyItem`."""
+    return declared if declared is not None else AnyItem
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -148,6 +148,7 @@ def execute(
 ) -> Result:
     """Run ``analysis`` on objects already open; the result carries its run record (``result.run``)."""
     started = time.perf_counter()
+    options = analysis.check_options(options)
     ctx = RunContext(
         loaded=loaded,
         executor=executor,
@@ -251,7 +252,7 @@ def _run_into(
             "device": str(device), "options": jsonable(options),
         }
         journal = Journal(
-            out_dir / JOURNAL, identity, resume=settings.resume, schema=item_schema(analysis.name),
+            out_dir / JOURNAL, identity, resume=settings.resume, schema=item_schema(analysis.journal_item),
             images=len(data) if data is not None else None,
         )
     result = execute(

@@ -154,5 +154,8 @@ def test_an_empty_journal_is_a_run_that_finished_nothing(tmp_path: Path) -> None
 
 
 def test_each_resumable_analysis_has_a_schema() -> None:
-    assert item_schema("lesion") is ScoreItem and item_schema("reorder") is ScoreItem
-    assert item_schema("gradients") is NormsItem and item_schema("some-plugin") is AnyItem
+    from resnet_probe.plugins import get_analysis
+
+    assert item_schema(get_analysis("lesion").journal_item) is ScoreItem
+    assert item_schema(get_analysis("reorder").journal_item) is ScoreItem
+    assert item_schema(get_analysis("gradients").journal_item) is NormsItem and item_schema(None) is AnyItem

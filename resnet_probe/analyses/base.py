@@ -63,12 +63,67 @@ class RunContext:
         return self.data
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option of an analysis, declared once: the CLI option, the API keyword and its check derive from it.
+
+    ``kind`` is ``int``, ``float``, ``str`` or ``bool``; a ``str`` option also takes what the
+    analysis parses itself (a list, a range, a callable from Python); ``low``/``high`` bound numbers.
+    """
+
+    name: str
+    kind: type
+    default: Any = None
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def flag(self) -> str:
+        """The command-line spelling: ``random_k`` is ``--random-k``."""
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it has this option's type and bounds, else a PlanError naming the option."""
+        from resnet_probe.bounds import describe
+        from resnet_probe.errors import PlanError
+
+        if value is None or self.kind is str:
+            return value
+        numeric = self.kind in (int, float)
+        wrong = isinstance(value, bool) and self.kind is not bool
+        if wrong or not isinstance(value, (int, float) if self.kind is float else self.kind):
+            raise PlanError(f"{self.name} {value!r}: expected {self.kind.__name__}")
+        if numeric and (value != value or (self.low is not None and value < self.low)
+                        or (self.high is not None and value > self.high)):
+            what = "a whole number" if self.kind is int else "a number"
+            raise PlanError(f"{self.name} {value!r}: must be {what} with {describe(self.low, self.high)}")
+        return value
+
+
+#: the metric option of the analyses that score configurations (resnet_probe.metrics)
+METRIC = Option(
+    "metric", str, "top1",
+    "top1 | top5 (hits) | loss (cross-entropy, lower is better), or from Python a callable (outputs, targets) "
+    "-> one value per example",
+)
+
+
 class Analysis(ABC):
-    """One analysis: a name, capability flags, and ``run(ctx, **options) -> Result``."""
+    """One analysis, described once: name, options, result type, journal items, report, ``run``.
+
+    ``options`` make the CLI command of a plugin (:mod:`resnet_probe.cli.generated`), are checked
+    by ``rp.run`` before any work, and the built-in commands and ``rp.*`` functions are tested
+    against them. ``journal_item`` is the schema of the items a resumable analysis journals
+    (a pydantic model; None: any finite JSON). Its report is the module registered under its
+    name in the entry-point group ``resnet_probe.reports`` (figures, tables and reading).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     result_type: ClassVar[type[Result]]
+    options: ClassVar[tuple[Option, ...]] = ()
+    journal_item: ClassVar[type[Any] | None] = None
     needs_data: ClassVar[bool] = True
     needs_weights: ClassVar[bool] = True
     needs_layer_outputs: ClassVar[bool] = False  # reads BN outputs: the runner must not fold BN into convs
@@ -78,3 +133,15 @@ class Analysis(ABC):
     @abstractmethod
     def run(self, ctx: RunContext, **options: Any) -> Result:
         """Compute the result; must leave the model untouched."""
+
+    @classmethod
+    def check_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """``given`` checked against :attr:`options` (unknown names, types, bounds), before any work."""
+        from resnet_probe.errors import PlanError
+
+        declared = {o.name: o for o in cls.options}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            valid = ", ".join(declared) or "none"
+            raise PlanError(f"{cls.name}: unknown option {unknown[0]!r}; valid: {valid}")
+        return {k: declared[k].check(v) for k, v in given.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.base import METRIC, Analysis, RunContext
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Plan
 from resnet_probe.metrics import MetricLike, resolve_metric
@@ -63,8 +63,9 @@ class EvaluateAnalysis(Analysis):
     description = "top-1 accuracy and cross-entropy of the unchanged model"
     result_type = EvaluateResult
     batch_probe = True
+    options = (METRIC,)
 
-    def run(self, ctx: RunContext, metric: MetricLike | None = None, **options: Any) -> EvaluateResult:
+    def run(self, ctx: RunContext, metric: MetricLike = "top1", **options: Any) -> EvaluateResult:
         """Score the empty plan over the whole data set by ``metric`` (default top-1)."""
         if options:
             raise PlanError(f"evaluate: unknown options {', '.join(sorted(options))}; valid: metric")

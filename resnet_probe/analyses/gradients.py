@@ -24,14 +24,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from resnet_probe import distributed
-from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.base import Analysis, Option, RunContext
 from resnet_probe.analyses.paths import shortest_window
-from resnet_probe.bounds import check_samples
+from resnet_probe.bounds import MAX_SAMPLES, check_samples
 from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor
-from resnet_probe.journal import Journal
+from resnet_probe.journal import Journal, NormsItem
 from resnet_probe.results import Result
 from resnet_probe.settings import CONFIDENCE, EFFECTIVE_SHARE, GRADIENT_SAMPLES
 from resnet_probe.stats import bootstrap_mean_interval
@@ -301,6 +301,12 @@ class GradientsAnalysis(Analysis):
     description = "input-gradient norm per path length and the effective paths (Veit et al. Fig. 6b/c)"
     result_type = GradientsResult
     resumable = True
+    journal_item = NormsItem
+    options = (
+        Option("samples", int, GRADIENT_SAMPLES, "path samples per length (Veit et al.: 1000)", 1, MAX_SAMPLES),
+        Option("k", str, None, "path lengths: K, A:B (inclusive) or a comma list; default 0..n"),
+        Option("share", float, EFFECTIVE_SHARE, "share of the total gradient the effective range holds", 0.0, 1.0),
+    )
 
     def run(
         self,

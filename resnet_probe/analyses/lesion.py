@@ -17,11 +17,12 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.base import METRIC, Analysis, Option, RunContext
 from resnet_probe.analyses.resumable import score_resumable
-from resnet_probe.bounds import check_samples
+from resnet_probe.bounds import MAX_SAMPLES, check_samples
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor, Plan
+from resnet_probe.journal import ScoreItem
 from resnet_probe.metrics import Metric, MetricLike, resolve_metric
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import Result
@@ -431,6 +432,14 @@ class LesionAnalysis(Analysis):
     result_type = LesionResult
     batch_probe = True
     resumable = True
+    journal_item = ScoreItem
+    options = (
+        Option("delete", str, None,
+               "delete these units together: indices or names, e.g. 3,7,layer2.0 (default: each alone)"),
+        Option("random_k", str, None, "also delete random sets of k units for k in A:B (Veit Fig. 5a)"),
+        Option("samples", int, LESION_SAMPLES, "random sets per k", 1, MAX_SAMPLES),
+        METRIC,
+    )
 
     def run(
         self,
@@ -438,7 +447,7 @@ class LesionAnalysis(Analysis):
         delete: str | int | Sequence[int | str] | None = None,
         random_k: str | int | Sequence[int] | None = None,
         samples: int = LESION_SAMPLES,
-        metric: MetricLike | None = None,
+        metric: MetricLike = "top1",
         **options: Any,
     ) -> LesionResult:
         """The study of the model and of every compared model, same options and seed.

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import networkx as nx
     import pandas as pd
 
-from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.base import Analysis, Option, RunContext
 from resnet_probe.errors import OutputError, PlanError
 from resnet_probe.files import atomic_write_text
 from resnet_probe.results import Result
@@ -260,6 +260,7 @@ class PathsAnalysis(Analysis):
     name = "paths"
     description = "unraveled view: paths by number of residual branches (Veit et al. Fig. 6a)"
     result_type = PathsResult
+    options = (Option("graphml", str, None, "also write the path graph as GraphML to this file"),)
     needs_data = False
     needs_weights = False
 

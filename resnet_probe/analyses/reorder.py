@@ -17,12 +17,13 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from resnet_probe.analyses.base import Analysis, RunContext
+from resnet_probe.analyses.base import Analysis, Option, RunContext
 from resnet_probe.analyses.lesion import Baseline, UnitInfo, parse_range, unit_infos
 from resnet_probe.analyses.resumable import score_resumable
-from resnet_probe.bounds import check_samples
+from resnet_probe.bounds import MAX_SAMPLES, check_samples
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Plan, validate_plan
+from resnet_probe.journal import ScoreItem
 from resnet_probe.results import Result
 from resnet_probe.scoring import interval, paired_tests
 from resnet_probe.settings import REORDER_SAMPLES
@@ -158,6 +159,11 @@ class ReorderAnalysis(Analysis):
     result_type = ReorderResult
     batch_probe = True
     resumable = True
+    journal_item = ScoreItem
+    options = (
+        Option("swaps", str, "1:20", "numbers of random swaps: K or A:B (inclusive)"),
+        Option("samples", int, REORDER_SAMPLES, "random orders per swap count", 1, MAX_SAMPLES),
+    )
 
     def run(
         self,
