@@ -177,7 +177,8 @@ def read_exported(path: str | Path) -> nn.Module:
     except OSError as exc:
         raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}; {_EXPECTED})") from None
     program = _Program(path, entries)
-    archive = program.rebuilt()
+    with _quiet():  # torch.load warns about the pickle protocol of sample inputs
+        archive = program.rebuilt()
     ep = _load(path, archive)
     _check_graph(path, ep)
     try:
@@ -218,6 +219,10 @@ def _entries(path: Path) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
+            if not infos or min(i.header_offset for i in infos) != 0:
+                # The directory found is not the file's own: a truncated file whose end now lies in the
+                # sample inputs, themselves a zip archive stored inside it.
+                raise zipfile.BadZipFile("the archive's directory is not the file's")
             roots = {i.filename.split("/", 1)[0] for i in infos}
             if len(roots) != 1 or not all("/" in i.filename for i in infos):
                 raise CheckpointError(f"{path} is not a torch.export program: its entries lie in no one folder "
@@ -235,10 +240,10 @@ def _entries(path: Path) -> dict[str, bytes]:
                     continue  # folders; extra files are free text the program does not need
                 out[name] = zf.read(info)  # checks each entry's CRC
             return out
-    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, RuntimeError):
         if magic == b"PK\x03\x04":
             raise CheckpointError(
-                f"{path} is damaged or truncated: not a complete zip archive ({type(exc).__name__}; {_EXPECTED})"
+                f"{path} is damaged or truncated: its zip archive is incomplete or fails its checksums ({_EXPECTED})"
             ) from None
         raise CheckpointError(f"{path} is not a torch.export program: not a zip archive ({_EXPECTED})") from None
 
