@@ -69,19 +69,21 @@ def load_model(
 def _load_export(
     spec: ModelSpec, checkpoint: str | Path | None, weights: str, dataset: str | None, num_classes: int | None
 ) -> LoadedModel:
-    from resnet_probe.models.exported import read_exported
+    from resnet_probe.models.exported import exported_info, read_exported
 
     if checkpoint is not None or weights != "auto":
         raise ProbeError(f"{spec.name} is a torch.export program: it carries its own weights (no checkpoint, "
                          "--random-init or --pretrained)")
     path = Path(spec.name).expanduser()
-    exported = read_exported(path)
-    module = exported.module if hasattr(exported, "module") and isinstance(exported.module, nn.Module) else exported
-    meta = {"weights": "export program", "checkpoint_format": "torch.export"}
-    if hasattr(exported, "to_dict"):
-        meta |= exported.to_dict()
+    module = read_exported(path)
+    info = exported_info(module)
+    meta: dict[str, Any] = {"weights": "export program", "checkpoint_format": "torch.export"}
+    if info is not None:
+        meta["export"] = info.to_dict()
     loaded = from_module(module, spec=spec, metadata=meta)
-    return replace(loaded, checkpoint=str(path), checkpoint_sha256=meta.get("sha256"), num_classes=num_classes or 0)
+    classes = (info.num_outputs if info is not None else None) or num_classes or 0
+    return replace(loaded, checkpoint=str(path), checkpoint_sha256=info.sha256 if info is not None else None,
+                   num_classes=classes)
 
 
 def _load_python(

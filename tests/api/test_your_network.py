@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import resnet_probe as rp
+import resnet_probe.data
 import resnet_probe.models
 from resnet_probe.analyses.lesion import LesionResult
 from resnet_probe.errors import ProbeError
@@ -169,6 +170,28 @@ def test_a_factory_file_and_a_checkpoint_on_the_cli(tmp_path: Path) -> None:
     doc = json.loads((out / "results.json").read_text())
     assert doc["result"]["baseline"]["correct"] == 776
     assert doc["model"]["spec"] == f"python:{OWN}:make"
+
+
+def test_the_same_through_torch_export_save_the_api_and_the_cli(own, sample, reference, tmp_path: Path) -> None:
+    path = tmp_path / "net.pt2"
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(own.eval(), (sample[0][:2],), dynamic_shapes=({0: batch},)), path)
+    result = rp.lesion(str(path), DataLoader(TensorDataset(*sample), batch_size=128))
+    assert result.baseline.correct == 776
+    assert [c.correct for c in result.configs] == [c.correct for c in reference.configs]
+    assert [u.name for u in result.units] == [u.name for u in reference.units]
+
+    npz = Path(resnet_probe.data.__file__).parent / "sample" / "cifar10_test_first846.npz"
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "resnet_probe.cli.app", "lesion", "--model", str(path), "--data", str(npz),
+           "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["result"]["baseline"]["correct"] == 776
+    assert [c["correct"] for c in doc["result"]["configs"]] == [c.correct for c in reference.configs]
+    assert doc["model"]["preprocessing"]["from"] == "--mean/--std"
+    assert doc["model"]["checkpoint_format"] == "torch.export"
 
 
 # -- bad input: one ProbeError line, the model untouched ----------------------------------------------
