@@ -16,7 +16,7 @@ def _import_report_modules() -> None:
     import matplotlib.backends.backend_svg  # noqa: F401
     import pandas  # noqa: F401  (results.csv)
 
-    from resnet_probe.rundir import renderer
+    from resnet_probe.renderers import renderer
 
     renderer()  # the report modules, matplotlib and seaborn
     from resnet_probe.reports import analyses  # noqa: F401  (every analysis's figures and reading)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from resnet_probe.errors import OutputError
-from resnet_probe.rundir import out_of_range
+from resnet_probe.result_checks import out_of_range
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,7 +67,7 @@ class Result:
         return target
 
     def _repr_html_(self) -> str:
-        from resnet_probe.rundir import renderer
+        from resnet_probe.renderers import renderer
 
         return renderer().inline(self._record(), self)
 

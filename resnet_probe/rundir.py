@@ -12,51 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
-import logging
 import os
 import re
-import secrets
-import socket
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import Any, Iterator
 
 from resnet_probe.errors import OutputError
 from resnet_probe.files import atomic_write_text, write_json
-
-if TYPE_CHECKING:
-    from resnet_probe.results import Result, RunRecord
+from resnet_probe.renderers import Record, ResultData, renderer
+from resnet_probe.result_checks import out_of_range
+from resnet_probe.runlock import RunLock
 
 DEFAULT_ROOT = Path("probe-reports")
 OUTPUT_FILES = ("report.html", "results.json")
 JOURNAL = "progress.jsonl"  # finished pieces of an interrupted run, for --resume
-RENDERERS = "resnet_probe.renderers"
-LOCK = "run.lock"  # held by the run writing into the directory, removed when it ends
-
-log = logging.getLogger(__name__)
-
-
-class Renderer(Protocol):
-    """What turns a result into its report: the HTML page, the figure files, inline HTML."""
-
-    def write(self, out_dir: Path, record: RunRecord, result: Result) -> list[Path]:
-        """Write report.html and figures/ into ``out_dir``; return the paths written."""
-
-    def inline(self, record: RunRecord, result: Result) -> str:
-        """The report's figures and reading as an HTML fragment (for Jupyter)."""
-
-
-@lru_cache(maxsize=1)
-def renderer() -> Renderer:
-    """The installed report renderer (entry point ``resnet_probe.renderers: html``)."""
-    for ep in metadata.entry_points(group=RENDERERS):
-        if ep.name == "html":
-            found: Renderer = ep.load()()
-            return found
-    raise OutputError(f"no report renderer installed (entry point group {RENDERERS!r}); reinstall resnet-probe")
-
 
 def run_directory(out: Path | None, analysis: str, model: str, force: bool, resume: bool = False) -> Path:
     """The run directory, checked before any work is done (created when results are written).
@@ -149,147 +118,7 @@ def _make_dirs(out: Path) -> list[Path]:
     return missing
 
 
-class RunLock:
-    """An exclusive lock on a run directory: ``DIR/run.lock``, created with O_CREAT|O_EXCL, holding the pid.
-
-    A lock whose process is gone (same host, and that pid is not running or was started after
-    the lock, or the machine rebooted since) is stale: it is taken over, with a warning on the
-    ``resnet_probe`` logger. Taking over happens under a second O_EXCL file, so two runs that
-    find the same stale lock cannot both take it.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.path = self.directory / LOCK
-        self.token = secrets.token_hex(8)
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def acquire(self) -> None:
-        """Take the lock, taking over a stale one; a live one is a one-line :class:`OutputError`."""
-        for _attempt in range(2):
-            if _create_exclusive(self.path, self.holder()):
-                return
-            held = read_holder(self.path)
-            if held is None or not is_stale(held):
-                raise self._busy(held)
-            self._take_over(held)
-        raise self._busy(read_holder(self.path))
-
-    def release(self) -> None:
-        """Remove the lock if it is still this run's."""
-        held = read_holder(self.path)
-        if held is not None and held.get("token") == self.token:
-            self.path.unlink(missing_ok=True)
-
-    def holder(self) -> dict[str, Any]:
-        """What the lock file says about this run."""
-        return {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "process_start": _process_start(os.getpid()),
-            "boot_id": _boot_id(),
-            "token": self.token,
-        }
-
-    def _busy(self, held: dict[str, Any] | None) -> OutputError:
-        if held is None:
-            return OutputError(
-                f"--out {self.directory} is locked by {self.path}, which names no process; "
-                f"if no run writes there, delete {self.path}"
-            )
-        return OutputError(
-            f"--out {self.directory} is in use by another run (pid {held.get('pid')} on {held.get('host')}, "
-            f"started {held.get('started')}); wait for it to end or choose another --out"
-        )
-
-    def _take_over(self, stale: dict[str, Any]) -> None:
-        guard = self.path.with_name(self.path.name + ".takeover")
-        if not _create_exclusive(guard, self.holder()):
-            other = read_holder(guard)
-            if other is None or not is_stale(other):
-                raise self._busy(other)  # another run is taking it over right now
-            guard.unlink(missing_ok=True)
-            if not _create_exclusive(guard, self.holder()):
-                raise self._busy(read_holder(guard))
-        try:
-            if read_holder(self.path) == stale:  # still the stale one, not a fresh run's
-                self.path.unlink(missing_ok=True)
-                log.warning(
-                    "%s: taking over the stale lock of pid %s (started %s), which is no longer running",
-                    self.path, stale.get("pid"), stale.get("started"),
-                )
-        finally:
-            guard.unlink(missing_ok=True)
-
-
-def _create_exclusive(path: Path, content: dict[str, Any]) -> bool:
-    """Create ``path`` holding ``content`` unless it exists; whether this call created it."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise OutputError(f"cannot lock {path.parent}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(content) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    return True
-
-
-def read_holder(path: Path) -> dict[str, Any] | None:
-    """The lock file's record of its run, or None when it is gone, empty or unreadable."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("pid"), int) else None
-
-
-def is_stale(held: dict[str, Any]) -> bool:
-    """Whether the run a lock names is certainly gone (on another host nothing is certain)."""
-    if held.get("host") != socket.gethostname():
-        return False
-    boot = _boot_id()
-    if boot is not None and held.get("boot_id") not in (None, boot):
-        return True  # the machine restarted since
-    pid = held["pid"]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    except (OverflowError, ValueError):
-        return True  # no such pid can exist
-    started = held.get("process_start")
-    return started is not None and _process_start(pid) not in (None, started)  # the pid was reused
-
-
-def _process_start(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot (Linux), else None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the parenthesised name
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def write_run(out_dir: Path, record: RunRecord, result: Result) -> list[Path]:
+def write_run(out_dir: Path, record: Record, result: ResultData) -> list[Path]:
     """results.json, results.csv, report.html and figures/, each file written whole or not at all.
 
     A result with an accuracy outside [0, 1] or more correct images than images is a bug, and
@@ -307,36 +136,6 @@ def write_run(out_dir: Path, record: RunRecord, result: Result) -> list[Path]:
     atomic_write_text(written[1], result.to_frame().to_csv(index=False))
     written += renderer().write(out_dir, record, result)
     return written
-
-
-def out_of_range(doc: Any, where: str = "") -> str | None:
-    """The first number of a result that cannot be: an accuracy outside [0, 1], or more correct than images.
-
-    Every key named ``accuracy``, ``*_accuracy`` or ``accuracies`` holds fractions, and a
-    dict with ``correct`` and ``n`` counts images (``0 <= correct <= n``).
-    """
-    if isinstance(doc, dict):
-        correct, n = doc.get("correct"), doc.get("n")
-        if isinstance(correct, int) and isinstance(n, int) and not 0 <= correct <= n:
-            return f"{where + '.' if where else ''}correct = {correct} of n = {n}; allowed 0 <= correct <= n"
-        for key, value in doc.items():
-            at = f"{where}.{key}" if where else str(key)
-            if _ACCURACY.fullmatch(str(key)):
-                for i, v in enumerate(value if isinstance(value, list) else [value]):
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= 1:
-                        return f"{at}{f'[{i}]' if isinstance(value, list) else ''} = {v}; an accuracy lies in [0, 1]"
-            found = out_of_range(value, at)
-            if found is not None:
-                return found
-    elif isinstance(doc, list):
-        for i, value in enumerate(doc):
-            found = out_of_range(value, f"{where}[{i}]")
-            if found is not None:
-                return found
-    return None
-
-
-_ACCURACY = re.compile(r"accuracy|\w+_accuracy|accuracies")
 
 
 def jsonable(options: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ import pytest
 
 from resnet_probe.errors import OutputError
 from resnet_probe.journal import PAUSE_ENV
-from resnet_probe.rundir import LOCK, RunLock, claim_run_directory, is_stale, read_holder
+from resnet_probe.rundir import claim_run_directory
+from resnet_probe.runlock import LOCK, RunLock, is_stale, read_holder
 
 from .cli.helpers import run_cli
 from .deadlines import deadline, wait_for

@@ -94,8 +94,9 @@ class Option:
         wrong = isinstance(value, bool) and self.kind is not bool
         if wrong or not isinstance(value, (int, float) if self.kind is float else self.kind):
             raise PlanError(f"{self.name} {value!r}: expected {self.kind.__name__}")
-        if numeric and (value != value or (self.low is not None and value < self.low)
-                        or (self.high is not None and value > self.high)):
+        number = float(value) if numeric else 0.0
+        if numeric and (number != number or (self.low is not None and number < self.low)
+                        or (self.high is not None and number > self.high)):
             what = "a whole number" if self.kind is int else "a number"
             raise PlanError(f"{self.name} {value!r}: must be {what} with {describe(self.low, self.high)}")
         return value

@@ -27,7 +27,7 @@ from resnet_probe.errors import CheckpointError, OutputError
 from resnet_probe.files import home, read_json, write_json
 from resnet_probe.models.load import load_model
 from resnet_probe.models.spec import parse
-from resnet_probe.rundir import LOCK, RunLock, read_holder
+from resnet_probe.runlock import LOCK, RunLock, read_holder
 from resnet_probe.stats import pack_bits
 from resnet_probe.training.loop import Progress, TrainStatus
 from resnet_probe.training.recipe import Recipe, iters_per_epoch, model_recipe
