@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, ContextManager, Iterator
+from typing import Any, Callable, ClassVar, ContextManager, Iterator, cast
 
 from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
@@ -94,7 +94,7 @@ class Option:
         wrong = isinstance(value, bool) and self.kind is not bool
         if wrong or not isinstance(value, (int, float) if self.kind is float else self.kind):
             raise PlanError(f"{self.name} {value!r}: expected {self.kind.__name__}")
-        number = float(value) if numeric else 0.0
+        number = float(cast(float, value)) if numeric else 0.0
         if numeric and (number != number or (self.low is not None and number < self.low)
                         or (self.high is not None and number > self.high)):
             what = "a whole number" if self.kind is int else "a number"
