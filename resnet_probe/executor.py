@@ -181,12 +181,10 @@ class Executor:
         moves = current is not None and current.type != self.device.type
         if moves or (self.channels_last and not _is_channels_last(topology.model)):
             # Moving or re-laying out would mutate the caller's model: run a private copy instead.
-            from resnet_probe.adapters import build_topology
-
             model = copy.deepcopy(topology.model).to(self.device)
             if self.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            topology = build_topology(model)
+            topology = topology.rebind(model)
         self.compile_backend = _compile_backend(compile)
         if self.compile_backend is not None:
             topology = _compiled(topology, self.compile_backend)

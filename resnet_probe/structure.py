@@ -164,6 +164,15 @@ class Topology:
     transitions: dict[int, Fn] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     stem_responses: tuple[tuple[str, nn.Module], ...] = ()
+    # How this topology was read (set by resnet_probe.adapters): the same reading of another model
+    # object, e.g. a private copy on another device; see :meth:`rebind`.
+    reader: Callable[[nn.Module], Topology] | None = field(default=None, repr=False)
+
+    def rebind(self, model: nn.Module) -> Topology:
+        """The same unit view of ``model`` (a copy of this topology's model), read the way this one was."""
+        if self.reader is None:
+            raise ValueError(f"this {self.family} topology was built by hand and cannot be read off another model")
+        return self.reader(model)
 
     def __len__(self) -> int:
         return len(self.units)

@@ -6,6 +6,7 @@ they are imported lazily so that timm is only imported for timm models.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from torch import nn
@@ -29,7 +30,7 @@ def build_topology(model: nn.Module) -> Topology:
         adapter = importlib.import_module(f"{__name__}.{name}")
         if adapter.matches(model):
             topology: Topology = adapter.build(model)
-            return topology
+            return dataclasses.replace(topology, reader=build_topology)
     raise AdapterError(
         f"no adapter understands {type(model).__module__}.{type(model).__name__}; "
         f"supported families: {', '.join(ADAPTERS)}"

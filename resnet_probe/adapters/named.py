@@ -10,6 +10,8 @@ model's own submodules: the model is shared, never copied or changed.
 
 from __future__ import annotations
 
+import functools
+
 from torch import fx, nn
 
 from resnet_probe.adapters import fx as discovered
@@ -52,7 +54,8 @@ def build_named(model: nn.Module, names: list[str]) -> Topology:
         if i > 0 and (i in transitions or unit.downsampling):
             stage += 1
         units.append(_renumbered(unit, i, stage))
-    return Topology(FAMILY, stem, tuple(units), head, model, transitions, (NOTE,))
+    return Topology(FAMILY, stem, tuple(units), head, model, transitions, (NOTE,),
+                    reader=functools.partial(build_named, names=list(names)))
 
 
 def _renumbered(unit: Unit, index: int, stage: int) -> Unit:
