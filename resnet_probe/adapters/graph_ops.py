@@ -147,7 +147,7 @@ def module_of(node: fx.Node, gm: fx.GraphModule) -> nn.Module | None:
 def is_add(node: fx.Node) -> bool:
     """``a + b`` without extra arguments (no ``alpha``)."""
     if aten_name(node) in ATEN_ADD:
-        return len(node.args) == 2 and node.kwargs.get("alpha", 1) == 1 and set(node.kwargs) <= {"alpha"}
+        return len(node.args) == 2 and bool(node.kwargs.get("alpha", 1) == 1) and set(node.kwargs) <= {"alpha"}
     if node.op == "call_function" and node.target in ADD_FUNCTIONS:
         return len(node.args) == 2 and not node.kwargs
     return node.op == "call_method" and node.target in ADD_METHODS and len(node.args) == 2 and not node.kwargs
@@ -294,7 +294,7 @@ def is_zero_pad(node: fx.Node) -> bool:
         return False
     mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
     value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value")
-    return mode == "constant" and value in (None, 0)
+    return bool(mode == "constant" and value in (None, 0))
 
 
 def _shape(arg: object, gm: fx.GraphModule) -> tuple[int, ...] | None:

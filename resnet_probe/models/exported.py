@@ -22,6 +22,11 @@ says so (torch 2.14, ``torch/export/__init__.py`` and ``torch/export/pt2_archive
   argument names, pytree keys, a summary of each node's ``stack_trace`` in a comment);
 * a ``data/aotinductor/`` entry makes it load a compiled shared library.
 
+With torch 2.14.1, files changed from a real export in the first four ways (a symbolic size, a
+guard, the sample inputs, one weight marked ``use_pickle``) did run their code in plain
+``torch.export.load(path).module()``; tests/adapters/test_exported.py gives each of these and
+three more to :func:`read_exported`, and none runs.
+
 So :func:`read_exported` never hands the file to torch. It reads the zip itself, accepts only
 the entries ``torch.export.save`` writes for a plain ``nn.Module`` (raw tensor bytes, JSON, the
 sample inputs), parses the JSON and checks every string in it: names and op targets are
@@ -517,7 +522,7 @@ def _expression_ok(text: str) -> bool:
     return True
 
 
-_LEAF = {"type": None, "context": None, "children_spec": []}
+_LEAF: dict[str, object] = {"type": None, "context": None, "children_spec": []}
 
 
 def _spec_ok(text: str, inputs: bool) -> bool:
