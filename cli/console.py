@@ -68,5 +68,5 @@ def print_reading(record: RunRecord, result: Result) -> None:
     """Print the report's plain-language reading to stdout."""
     from resnet_probe.reports import content
 
-    for sentence in content.reading(result, record):
+    for sentence in content.full_reading(result, record):
         out.print(sentence)

@@ -95,6 +95,22 @@ def reading(result: Result, record: RunRecord) -> list[str]:
     return reading(result, record) if _builtin_loaded_now() else []
 
 
+def full_reading(result: Result, record: RunRecord) -> list[str]:
+    """The analysis' reading, then what the unit view leaves out (residual additions that are no unit)."""
+    out = list(reading(result, record))
+    unread = int(record.extra.get("unread_additions", 0) or 0)
+    if unread:
+        units = int(record.model.get("units", 0) or 0)
+        out.append(
+            f"Coverage: the model holds {units + unread} residual additions but its unit view has {units} units; "
+            f"{unread} addition{'s' if unread != 1 else ''} close{'s' if unread == 1 else ''} no unit (inside a "
+            "residual branch, or across several units) and stay inside the part that holds "
+            f"{'it' if unread == 1 else 'them'}: deleting, reordering and the path counts cover the {units} units "
+            "only (see the notes; name the units with units= where this is not what you want)."
+        )
+    return out
+
+
 def register(result_type: type[Result]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator factory: ``@register(LesionResult)`` on a function named figures/tables/reading."""
 

@@ -55,7 +55,7 @@ def render_report(
         title=title or record.title or f"{record.analysis} — {record.model.get('spec', '?')}",
         record=record,
         meta=_meta_rows(record),
-        reading=content.reading(result, record),
+        reading=content.full_reading(result, record),
         notes=record.extra.get("notes", []),
         figures=figs,
         tables=content.tables(result, record),
@@ -89,7 +89,7 @@ class HtmlRenderer:
         """Reading, figures and tables as one HTML fragment (a Jupyter cell's output)."""
         _load_content_modules(record.analysis)
         return _ENV.get_template("inline.html").render(
-            reading=content.reading(result, record),
+            reading=content.full_reading(result, record),
             figures=[{"caption": s.caption, "svg": Markup(d.inline)} for s, d in _drawn(record, result, pdf=False)],
             tables=content.tables(result, record),
         )

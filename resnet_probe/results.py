@@ -235,6 +235,7 @@ class _ExtraBlock(_Block):
     notes: list[str] = []
     confidence: float = Field(default=0.95, gt=0, lt=1)
     tolerance: float | None = Field(default=None, gt=0, lt=0.5)
+    unread_additions: int = Field(default=0, ge=0)
 
 
 class _RecordDoc(_Block):

@@ -178,7 +178,8 @@ def execute(
         wall_time_s=round(time.perf_counter() - started, 3),
         title=settings.title,
         options=stored,
-        extra={"notes": list(loaded.topology.notes), "confidence": settings.confidence}
+        extra={"notes": list(loaded.topology.notes), "confidence": settings.confidence,
+               "unread_additions": loaded.topology.unread}
         | ({"tolerance": settings.tolerance} if settings.tolerance is not None else {}),
     )
     return replace(result, run=record)

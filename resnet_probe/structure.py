@@ -167,6 +167,7 @@ class Topology:
     # How this topology was read (set by resnet_probe.adapters): the same reading of another model
     # object, e.g. a private copy on another device; see :meth:`rebind`.
     reader: Callable[[nn.Module], Topology] | None = field(default=None, repr=False)
+    unread: int = 0  # residual additions in the model that close no unit (graph discovery): not unravelled
 
     def rebind(self, model: nn.Module) -> Topology:
         """The same unit view of ``model`` (a copy of this topology's model), read the way this one was."""

@@ -83,7 +83,8 @@ def build(model: nn.Module) -> Topology:
     # mode around every run, so such a module is represented by the reading copy, which shares
     # every parameter and buffer with it.
     owner: nn.Module = gm if {"train", "eval"} & set(vars(model)) else model
-    return Topology(FAMILY, found.stem, tuple(units), found.head, owner, transitions, tuple(notes))
+    return Topology(FAMILY, found.stem, tuple(units), found.head, owner, transitions, tuple(notes),
+                    unread=len(found.nested))
 
 
 def reading_copy(model: fx.GraphModule) -> tuple[fx.GraphModule, tuple[str, ...]]:

@@ -81,7 +81,8 @@ def build(model: nn.Module) -> Topology:
     found = discover(model, traced.graph_module)
     units, transitions = assemble(model, found)
     notes = _notes(units, transitions, found, traced.opaque)
-    return Topology(FAMILY, found.stem, tuple(units), found.head, model, transitions, notes)
+    return Topology(FAMILY, found.stem, tuple(units), found.head, model, transitions, notes,
+                    unread=len(found.nested))
 
 
 def assemble(model: nn.Module, found: Discovered) -> tuple[list[Unit], dict[int, Fn]]:

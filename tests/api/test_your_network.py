@@ -144,6 +144,34 @@ def test_units_names_the_residual_units_where_discovery_is_not_wanted(own, sampl
         rp.topology(own, units=["layer1"])  # a stage holds three additions, not one
 
 
+class Nested(nn.Module):
+    """Two units whose residual branches each hold a residual addition of their own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.inner = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1) for _ in range(4))
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for i in (0, 2):
+            a = torch.relu(self.inner[i](h))
+            h = h + (a + self.inner[i + 1](a))  # the inner addition closes no unit
+        return self.head(h.mean((2, 3)))
+
+
+def test_a_unit_view_with_fewer_units_than_additions_says_so_in_the_reading() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 3, 8, 8), torch.randint(0, 10, (6,))
+    result = rp.lesion(Nested(), (x, y))
+    assert result.run is not None and result.run.extra["unread_additions"] == 2
+    from resnet_probe.reports.content import full_reading
+
+    coverage = [s for s in full_reading(result, result.run) if s.startswith("Coverage")]
+    assert coverage and "holds 4 residual additions but its unit view has 2 units" in coverage[0]
+
+
 def test_topology_prints_and_renders(own) -> None:
     topo = rp.topology(own)
     text = str(topo)
