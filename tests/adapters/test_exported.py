@@ -335,3 +335,17 @@ def test_no_code_from_the_file_runs(r20_file: Path, tmp_path: Path, payload: str
             module(images[:2])
             build_topology(module).forward(images[:2])
     assert not marker.exists()
+
+
+def test_a_program_saved_on_a_gpu_loads_on_the_cpu(r20_file: Path, r20: nn.Module, tmp_path: Path,
+                                                   images: Tensor) -> None:
+    """Every device of the program is mapped to the CPU (map_location="cpu"); the executor moves it later."""
+    def on_cuda(entries: dict[str, bytes]) -> None:
+        for name in entries:
+            if name.endswith(".json"):
+                entries[name] = entries[name].replace(b'"type": "cpu"', b'"type": "cuda"')
+
+    module = read_exported(_rewrite(r20_file, tmp_path / "cuda.pt2", on_cuda))
+    assert {p.device.type for p in module.parameters()} == {"cpu"}
+    with torch.no_grad():
+        torch.testing.assert_close(module(images[:2]), r20(images[:2]), atol=0, rtol=0)
