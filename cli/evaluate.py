@@ -9,7 +9,7 @@ from resnet_probe.settings import RunSettings
 
 
 @o.with_common(omit=("resume",))
-def evaluate(settings: RunSettings, metric: o.Metric = "top1") -> None:
+def evaluate(settings: RunSettings, metric: o.Metric = "auto") -> None:
     """Top-1 accuracy (or --metric) of a model on a data set; writes results.json and report.html."""
     from resnet_probe.analyses.evaluate import EvaluateResult
 

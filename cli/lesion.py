@@ -39,7 +39,7 @@ def lesion(
     random_k: RandomK = None,
     samples: Samples = LESION_SAMPLES,
     compare: Compare = None,
-    metric: o.Metric = "top1",
+    metric: o.Metric = "auto",
 ) -> None:
     """Accuracy after deleting residual units: each alone, a given set, or random k-sets.
 

@@ -105,7 +105,7 @@ def run(name: str, model: ModelLike, data: DataLike = None, **options: Any) -> R
 
 
 def evaluate(
-    model: ModelLike, data: DataLike = None, *, metric: MetricLike = "top1", **run_options: Unpack[RunOptions]
+    model: ModelLike, data: DataLike = None, *, metric: MetricLike = "auto", **run_options: Unpack[RunOptions]
 ) -> EvaluateResult:
     """The metric (default top-1 accuracy) and cross-entropy of the unchanged model, with an interval."""
     return _typed(EvaluateResult, run("evaluate", model, data, metric=metric, **run_options))
@@ -118,7 +118,7 @@ def lesion(
     delete: str | int | Sequence[int | str] | None = None,
     random_k: str | int | Sequence[int] | None = None,
     samples: int = LESION_SAMPLES,
-    metric: MetricLike = "top1",
+    metric: MetricLike = "auto",
     **run_options: Unpack[RunOptions],
 ) -> LesionResult:
     """Delete residual units (each alone, the set ``delete``, ``samples`` random sets per k in ``random_k``).

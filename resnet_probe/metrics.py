@@ -100,8 +100,29 @@ def _top5(logits: Tensor, targets: Any) -> Tensor:
 
 
 def _loss(logits: Tensor, targets: Any) -> Tensor:
+    if logits.dim() == 3:
+        return sequence_loss(logits, targets)
     y = class_targets(logits, targets, "loss")
     return torch.nn.functional.cross_entropy(logits.float(), y, reduction="none")
+
+
+def sequence_loss(logits: Tensor, ids: Any) -> Tensor:
+    """Each sequence's mean next-token cross-entropy: the paired unit of a causal LM is a sequence, not a token.
+
+    ``logits`` (batch, seq, vocab) predict ``ids`` (batch, seq) one position ahead.
+    """
+    batch, seq, vocab = logits.shape
+    if not isinstance(ids, Tensor) or ids.shape != (batch, seq) or ids.is_floating_point():
+        shape = tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__
+        raise MetricError(f"a language-model loss needs token ids ({batch}, {seq}) beside the logits, got {shape}")
+    if seq < 2:
+        raise MetricError("a language-model loss needs sequences of at least 2 tokens (one to predict from)")
+    if int(ids.min()) < 0 or int(ids.max()) >= vocab:
+        raise MetricError(f"token ids outside [0, {vocab}): the model's vocabulary has {vocab} entries")
+    flat = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, vocab), ids[:, 1:].long().reshape(-1), reduction="none"
+    )
+    return flat.view(batch, seq - 1).mean(dim=1)
 
 
 NAMED: dict[str, Metric] = {
@@ -109,7 +130,21 @@ NAMED: dict[str, Metric] = {
     "top5": Metric("top5", _top5, HIT, "top-5 accuracy"),
     "loss": Metric("loss", _loss, LOSS, "cross-entropy per example"),
 }
-DEFAULT = "top1"
+AUTO = "auto"  # top1 for classifiers, the per-sequence mean token loss for causal language models
+NAMED[AUTO] = Metric(AUTO, _top1, None, "top1 for (batch, classes) outputs, loss for (batch, seq, vocab)")
+DEFAULT = AUTO
+
+
+def for_outputs(metric: Metric, logits: Tensor) -> Metric:
+    """``auto`` made concrete for these outputs: top-1 for (batch, classes), the sequence loss for a causal LM."""
+    if metric.name != AUTO:
+        return metric
+    return NAMED["loss"] if logits.dim() == 3 else NAMED["top1"]
+
+
+def concrete_name(name: str, kind: str) -> str:
+    """The metric ``auto`` turned out to be (from the kind of its values), else ``name``."""
+    return ("loss" if kind == LOSS else "top1") if name == AUTO else name
 
 
 def resolve_metric(metric: MetricLike | None) -> Metric:

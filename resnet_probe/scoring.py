@@ -14,7 +14,7 @@ from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import MetricError, PlanError
 from resnet_probe.executor import Executor, Plan
-from resnet_probe.metrics import HIT, LOSS, Metric, class_targets, resolve_metric
+from resnet_probe.metrics import AUTO, HIT, LOSS, Metric, class_targets, for_outputs, resolve_metric
 from resnet_probe.stats import (
     confidence_sequence,
     holm,
@@ -183,10 +183,13 @@ class _Scorer:
     ) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
         """Hits (plans x examples), loss values (plans x examples, loss metrics) and summed cross-entropy."""
         metric = self.metric
+        chosen: list[Metric] = []
 
         def reduce(logits: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
             logits = logits.float()
-            values = metric.values(logits, y)
+            concrete = for_outputs(metric, logits)
+            chosen[:1] = [concrete]
+            values = concrete.values(logits, y)
             try:
                 target = class_targets(logits, y, "top-1")
             except MetricError:  # a callable's own targets (a named metric checked them already)
@@ -201,6 +204,8 @@ class _Scorer:
             return logits.argmax(dim=1) == target, values, ce
 
         per_plan = executor.run_plans(x, plans, reduce)
+        if metric.name == AUTO and chosen:
+            self.metric = metric = chosen[0]
         if metric.kind is None and per_plan:
             self.metric = metric = metric.with_kind(LOSS if per_plan[0][1] is not None else HIT)
         # One device-to-host copy per batch, not two syncs per plan: on a GPU each sync would

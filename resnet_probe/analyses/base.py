@@ -104,9 +104,10 @@ class Option:
 
 #: the metric option of the analyses that score configurations (resnet_probe.metrics)
 METRIC = Option(
-    "metric", str, "top1",
-    "top1 | top5 (hits) | loss (cross-entropy, lower is better), or from Python a callable (outputs, targets) "
-    "-> one value per example",
+    "metric", str, "auto",
+    "auto (top1 for classifiers, loss for causal language models) | top1 | top5 (hits) | loss (cross-entropy, "
+    "per sequence for a language model; lower is better), or from Python a callable (outputs, targets) -> one "
+    "value per example",
 )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from resnet_probe.analyses.base import METRIC, Analysis, RunContext
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Plan
-from resnet_probe.metrics import MetricLike, resolve_metric
+from resnet_probe.metrics import MetricLike, concrete_name, resolve_metric
 from resnet_probe.results import Result
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class EvaluateAnalysis(Analysis):
     batch_probe = True
     options = (METRIC,)
 
-    def run(self, ctx: RunContext, metric: MetricLike = "top1", **options: Any) -> EvaluateResult:
+    def run(self, ctx: RunContext, metric: MetricLike = "auto", **options: Any) -> EvaluateResult:
         """Score the empty plan over the whole data set by ``metric`` (default top-1)."""
         if options:
             raise PlanError(f"evaluate: unknown options {', '.join(sorted(options))}; valid: metric")
@@ -78,5 +78,5 @@ class EvaluateAnalysis(Analysis):
             )
         return EvaluateResult(
             score.accuracy, score.correct, score.n, score.loss, interval(score, ctx.confidence), score.hits,
-            chosen.name, score.kind, score.value, score.values,
+            concrete_name(chosen.name, score.kind), score.kind, score.value, score.values,
         )

@@ -23,7 +23,7 @@ from resnet_probe.bounds import MAX_SAMPLES, check_samples
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.journal import ScoreItem
-from resnet_probe.metrics import Metric, MetricLike, resolve_metric
+from resnet_probe.metrics import Metric, MetricLike, concrete_name, resolve_metric
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import Result
 from resnet_probe.scoring import Score, interval, paired_tests
@@ -204,16 +204,20 @@ class LesionResult(Result):
         rows = []
         # The metric's own column where it is neither "accuracy" (top-1) nor "loss" (cross-entropy).
         own = None if self.metric in ("top1", "loss") else self.metric
+
+        def lossy(row: Baseline | LesionConfig) -> float:
+            # with metric "loss" the column is the metric itself (a language model's per-sequence token loss)
+            return row.score if self.metric == "loss" else row.loss
         for study in (self.study, *self.compare):
             spec = study.spec or (self.run.model.get("spec", "") if self.run is not None else "")
             b = study.baseline
             rows.append({"model": spec, "kind": "baseline", "k": 0, "deleted": "", "names": "",
-                         "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": b.loss}
+                         "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": lossy(b)}
                         | ({own: b.score} if own else {}))
             for c in study.configs:
                 rows.append({"model": spec, "kind": "set", "k": len(c.deleted),
                              "deleted": " ".join(map(str, c.deleted)), "names": " ".join(c.names),
-                             "accuracy": c.accuracy, "correct": c.correct, "n": c.n, "loss": c.loss}
+                             "accuracy": c.accuracy, "correct": c.correct, "n": c.n, "loss": lossy(c)}
                             | ({own: c.score} if own else {}))
             for r in study.random_k:
                 # a random-k row holds the mean of the metric over the sets, in the metric's own column
@@ -447,7 +451,7 @@ class LesionAnalysis(Analysis):
         delete: str | int | Sequence[int | str] | None = None,
         random_k: str | int | Sequence[int] | None = None,
         samples: int = LESION_SAMPLES,
-        metric: MetricLike = "top1",
+        metric: MetricLike = "auto",
         **options: Any,
     ) -> LesionResult:
         """The study of the model and of every compared model, same options and seed.
@@ -475,5 +479,5 @@ class LesionAnalysis(Analysis):
         kind = "loss" if own.baseline.values is not None else "hit"
         return LesionResult(
             own.baseline, own.configs, own.random_k, own.units, own.skipped, delete is None, tuple(others),
-            metric=chosen.name, metric_kind=kind,
+            metric=concrete_name(chosen.name, kind), metric_kind=kind,
         )

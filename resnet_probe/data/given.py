@@ -24,8 +24,8 @@ from resnet_probe.data.source import Batch, DataSource, check_batch_size, check_
 from resnet_probe.errors import DataError
 
 ACCEPTED = (
-    "a data set name or path, an (x, y) pair of tensors, a torch Dataset, or a DataLoader / re-iterable "
-    "yielding (x, y) pairs or dicts"
+    "a data set name or path, an (x, y) pair of tensors, token ids (a LongTensor (sequences, tokens)), a torch "
+    "Dataset, or a DataLoader / re-iterable yielding (x, y) pairs or dicts"
 )
 #: what results.json records as the preprocessing of data passed in
 GIVEN = Preprocessing((), (), None, source="given")
@@ -114,6 +114,12 @@ def given_source(obj: Any, *, inputs: str | int | None = None, targets: str | in
         >>> src = given_source(DataLoader(ds, 64), inputs="pixel_values", targets="label")
     """
     keys_in, keys_t = inputs if inputs is not None else 0, targets if targets is not None else 1
+    if isinstance(obj, Tensor) and obj.dim() == 2 and not obj.is_floating_point() and not obj.is_complex():
+        # token ids (sequences, tokens) of a causal language model: each sequence is its own target
+        return GivenSource(
+            name="tokens", split="given", num_classes=0, classes=(), image_size=0, default_preprocessing=GIVEN,
+            kind="tensors", obj=(obj, obj), length=int(obj.shape[0]),
+        )
     if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(t, Tensor) for t in obj):
         x, y = obj
         if x.dim() == 0 or y.dim() == 0 or x.shape[0] != y.shape[0]:

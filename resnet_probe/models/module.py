@@ -79,13 +79,14 @@ def check_output(loaded: LoadedModel, x: torch.Tensor) -> int:
             f"{loaded.spec}: the forward pass fails on a batch of shape {tuple(x.shape)} "
             f"({type(exc).__name__}: {_first_line(exc)})"
         ) from None
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+    language = isinstance(logits, torch.Tensor) and logits.dim() == 3 and x.dim() == 2 and not x.is_floating_point()
+    if not isinstance(logits, torch.Tensor) or (logits.dim() != 2 and not language) or logits.shape[0] != x.shape[0]:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ModelError(
             f"{loaded.spec}: the forward pass returns {shape} for a batch of {x.shape[0]}; expected logits "
-            f"(batch, classes)"
+            f"(batch, classes), or (batch, seq, vocab) for token ids"
         )
-    return int(logits.shape[1])
+    return int(logits.shape[-1])
 
 
 def _first_line(exc: BaseException) -> str:

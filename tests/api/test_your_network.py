@@ -132,6 +132,37 @@ def test_timm_resnet18_with_random_weights_and_a_tensor_pair() -> None:
     assert plain.baseline.correct == int((net.eval()(x).argmax(1) == y).sum())
 
 
+class TinyLM(nn.Module):
+    """A causal language model in miniature: embeddings, four pre-norm residual blocks, an output layer."""
+
+    def __init__(self, vocab: int = 50, width: int = 16) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, width)
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(4))
+        self.fcs = nn.ModuleList(nn.Linear(width, width) for _ in range(4))
+        self.out = nn.Linear(width, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.emb(ids)
+        for norm, fc in zip(self.norms, self.fcs, strict=True):
+            h = h + fc(torch.tanh(norm(h)))
+        return self.out(h)
+
+
+def test_token_ids_and_a_language_model_default_to_the_per_sequence_token_loss() -> None:
+    torch.manual_seed(0)
+    lm, ids = TinyLM(), torch.randint(0, 50, (12, 10))
+    result = rp.lesion(lm, ids)
+    assert (result.metric, result.metric_kind, result.baseline.n) == ("loss", "loss", 12)
+    with torch.no_grad():
+        logits = lm.eval()(ids)
+    per_sequence = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 50), ids[:, 1:].reshape(-1), reduction="none").view(12, 9).mean(1)
+    assert result.baseline.score == pytest.approx(float(per_sequence.double().mean()), abs=1e-6)
+    assert result.to_frame().loc[0, "loss"] == pytest.approx(result.baseline.score)
+    assert len(result.configs) == 4
+
+
 def test_units_names_the_residual_units_where_discovery_is_not_wanted(own, sample) -> None:
     x = sample[0][:16]
     topo = rp.topology(own, units=["layer1.0", "layer2.0", "layer3.0"])

@@ -23,7 +23,7 @@ def test_lesion_sweep_random_k_and_compare_end_to_end(capsys, tmp_path: Path) ->
     assert "Downsampling units of zoo:resnet20: 3 (layer2.0), 6 (layer3.0)." in r.out.replace("\n", " ")
     doc = json.loads((out / "results.json").read_text())
     assert doc["analysis"] == "lesion" and doc["seed"] == 5
-    assert doc["options"] == {"delete": None, "random_k": "1:3", "samples": 2, "metric": "top1",
+    assert doc["options"] == {"delete": None, "random_k": "1:3", "samples": 2, "metric": "auto",
                               "compare": ["resnet20_b"]}
     res = doc["result"]
     assert res["baseline"]["n"] == 16
