@@ -9,6 +9,7 @@ results.csv + report.html + figures/. The Python API (``resnet_probe.api``) call
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +31,7 @@ from resnet_probe.journal import Journal, item_schema, recorded_batch_size
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.module import check_output
-from resnet_probe.models.spec import parse, parse_with_checkpoint
+from resnet_probe.models.spec import FILE_SOURCES, parse, parse_with_checkpoint
 from resnet_probe.results import Result, RunRecord
 from resnet_probe.rundir import JOURNAL, claim_run_directory, jsonable, write_run
 from resnet_probe.settings import BATCH_SIZE, RunSettings
@@ -62,6 +63,14 @@ def open_model(
     )
     if settings.mean is not None or settings.std is not None:
         loaded = replace(loaded, preprocessing=option_preprocessing(settings, loaded.preprocessing))
+    if data is not None and loaded.preprocessing is None and spec.source in FILE_SOURCES \
+            and data.default_preprocessing.source != "given":
+        prep = data.default_preprocessing
+        logging.getLogger("resnet_probe").warning(
+            "%s carries no preprocessing: its images are normalised with %s's mean %s and std %s; pass --mean and "
+            "--std if it was trained with others", spec, data.name, ",".join(f"{v:.4g}" for v in prep.mean),
+            ",".join(f"{v:.4g}" for v in prep.std),
+        )
     if data is not None and not loaded.num_classes:
         # a model from a file or your code: its class count is what its logits show
         x, _ = next(iter(data.batches(2, loaded.preprocessing)))
