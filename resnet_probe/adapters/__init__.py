@@ -20,7 +20,7 @@ from resnet_probe.structure import Topology
 # any module, so it comes last: only a model every named adapter refused reaches it.
 ADAPTERS: tuple[str, ...] = (
     "cifar", "identity_mappings", "densenet", "vovnet", "torchvision", "timm_resnet", "timm_resnetv2", "convnext",
-    "vit", "exported", "fx",
+    "vit", "hf_gpt2", "hf_llama", "exported", "fx",
 )
 
 
