@@ -54,6 +54,11 @@ def run_command(
     preload.start()
     out_dir, record, result = run_analysis(analysis, settings, options, compare=compare, progress=rich_progress)
     if distributed.is_main():
+        from resnet_probe.reports import content
+
+        first = content.provenance_sentence(record)
+        if first:
+            out.print(first)
         batch = record.extra.get("batch_size", {})
         if batch.get("from") == "probe":  # it cost time the progress bar did not show
             rates = ", ".join(f"{b}: {v:,.0f}" for b, v in batch.get("images_per_s", {}).items())
@@ -68,5 +73,5 @@ def print_reading(record: RunRecord, result: Result) -> None:
     """Print the report's plain-language reading to stdout."""
     from resnet_probe.reports import content
 
-    for sentence in content.full_reading(result, record):
+    for sentence in content.full_reading(result, record, with_provenance=False):
         out.print(sentence)

@@ -88,7 +88,7 @@ def demo(
             base, model=study.model, dataset=study.dataset, out=root / study.folder, title=study.heading
         )
         record, result = run_command(study.analysis, settings, study.options, compare=study.compare)
-        reading = content.full_reading(result, record)
+        reading = content.full_reading(result, record, with_provenance=False)
         entries.append({
             "href": f"{study.folder}/report.html",
             "heading": study.heading,

@@ -95,9 +95,45 @@ def reading(result: Result, record: RunRecord) -> list[str]:
     return reading(result, record) if _builtin_loaded_now() else []
 
 
-def full_reading(result: Result, record: RunRecord) -> list[str]:
-    """The analysis' reading, then what the unit view leaves out (residual additions that are no unit)."""
-    out = list(reading(result, record))
+def provenance_sentence(record: RunRecord) -> str | None:
+    """What net the numbers are about and on which data: the first sentence of every reading."""
+    prov = record.model.get("provenance")
+    if not isinstance(prov, dict):
+        return None
+    spec, kind = record.model.get("spec", "the model"), prov.get("kind")
+    if kind == "published":
+        what = f"{spec} with {prov.get('source')}'s published weights ({prov.get('file')})"
+    elif kind == "trained":
+        acc = prov.get("test_accuracy")
+        score = f", test accuracy {100 * acc:.1f} %" if isinstance(acc, (int, float)) else ""
+        on = f" of {prov.get('test_size')} test images" if prov.get("test_size") and score else ""
+        where = " (the weights cache)" if prov.get("cache") else ""
+        what = (f"{spec} trained by resnet-probe{where} on {prov.get('dataset')} for {prov.get('iterations')} "
+                f"iterations{score}{on}")
+    elif kind == "random":
+        what = (f"{spec} with random, untrained weights: every number here describes an untrained network, "
+                "not a trained one")
+    elif kind == "pretrained":
+        what = f"{spec} with its library's pretrained weights"
+    elif kind == "checkpoint":
+        what = f"{spec} with the weights of {prov.get('file')} ({prov.get('format')} checkpoint)"
+    elif kind == "export":
+        what = f"{spec}, a torch.export program with its own weights"
+    elif kind == "module":
+        what = f"{spec}, a module passed in with its weights as they were"
+    else:
+        what = f"{spec} as its factory built it"
+    data = record.data or {}
+    if not data:
+        return f"The model: {what}; no data."
+    given = " (passed in, already preprocessed)" if data.get("preprocessed") else ""
+    return f"The model: {what}; the data: {data.get('n')} examples of {data.get('dataset')}{given}."
+
+
+def full_reading(result: Result, record: RunRecord, *, with_provenance: bool = True) -> list[str]:
+    """Where the numbers come from, the analysis' reading, then what the unit view leaves out."""
+    first = provenance_sentence(record) if with_provenance else None
+    out = ([first] if first else []) + list(reading(result, record))
     unread = int(record.extra.get("unread_additions", 0) or 0)
     if unread:
         units = int(record.model.get("units", 0) or 0)

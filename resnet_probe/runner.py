@@ -135,6 +135,30 @@ def preprocessing_record(loaded: LoadedModel, data: DataSource | None) -> dict[s
             "crop": crop, "source": prep.source, "from": origin}
 
 
+def provenance(loaded: LoadedModel) -> dict[str, Any]:
+    """Where the weights come from, for the reading's first sentence (results.json ``model.provenance``)."""
+    meta = loaded.metadata
+    weights = str(meta.get("weights") or "unknown")
+    out: dict[str, Any] = {"weights": weights}
+    if meta.get("published_weights") or meta.get("url"):
+        out |= {"kind": "published", "source": meta.get("source") or weights,
+                "file": meta.get("published_weights") or Path(str(loaded.checkpoint)).name}
+    elif weights == "random":
+        out["kind"] = "random"
+    elif weights == "pretrained":
+        out["kind"] = "pretrained"
+    elif isinstance(meta.get("train_args"), dict):
+        args = meta["train_args"]
+        out |= {"kind": "trained", "dataset": meta.get("dataset"), "iterations": args.get("iters"),
+                "test_accuracy": meta.get("accuracy"), "test_size": args.get("test_size"),
+                "cache": weights == "cache"}
+    elif loaded.checkpoint is not None and weights != "export program":
+        out |= {"kind": "checkpoint", "file": Path(loaded.checkpoint).name, "format": meta.get("checkpoint_format")}
+    else:
+        out["kind"] = {"export program": "export", "as given": "module"}.get(weights, "built")
+    return out
+
+
 def check_seed(seed: object) -> int:
     """A whole-number seed in 0..MAX_SEED (what numpy and torch both take)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -179,6 +203,7 @@ def execute(
             "weights": loaded.metadata.get("weights"),
             "checkpoint_format": loaded.metadata.get("checkpoint_format"),
             "preprocessing": preprocessing_record(loaded, data),
+            "provenance": provenance(loaded),
         },
         data=data.describe() if data is not None else None,
         seed=settings.seed,

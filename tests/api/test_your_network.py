@@ -66,6 +66,12 @@ def test_own_class_and_dataloader_equal_the_zoo_net_on_the_shipped_images(own, s
     assert result.run is not None and result.run.model["spec"] == "module:MyResNet20"
     assert result.run.data is not None and result.run.data["preprocessed"] is True
     assert result.run.model["preprocessing"]["source"] == "given"
+    from resnet_probe.reports.content import full_reading
+
+    assert full_reading(result, result.run)[0] == (
+        "The model: module:MyResNet20, a module passed in with its weights as they were; the data: 846 examples "
+        "of DataLoader (passed in, already preprocessed)."
+    )
 
 
 def test_a_tensor_pair_and_a_dataset_give_the_same_numbers(own, sample) -> None:

@@ -30,3 +30,18 @@ print(len(lines), len(content.figures(result, record)), lines[0])
     n_lines, n_figures, first = proc.stdout.split(maxsplit=2)
     assert int(n_lines) >= 1 and int(n_figures) >= 1
     assert first.startswith("zoo:resnet20 unravels into 2^9 = 512")
+
+
+def test_the_first_sentence_says_what_net_the_numbers_are_about() -> None:
+    from resnet_probe.reports.content import full_reading
+
+    import resnet_probe as rp
+
+    published = rp.evaluate("resnet20", "cifar10-sample")
+    assert full_reading(published, published.run)[0] == (
+        "The model: zoo:resnet20 with akamaster/pytorch_resnet_cifar10's published weights (resnet20-12fca82f.th); "
+        "the data: 846 examples of cifar10-sample."
+    )
+    untrained = rp.evaluate(rp.load_model("resnet20", weights="random"), "cifar10-sample", batch_size=512)
+    assert "random, untrained weights: every number here describes an untrained network" in full_reading(
+        untrained, untrained.run)[0]
