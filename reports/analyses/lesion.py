@@ -337,7 +337,8 @@ def _study_reading(
         )
         # The headline first (the demo's index shows only the first sentence).
         median_config = sorted(study.configs, key=lambda c: costs[c.deleted[0]])[len(study.configs) // 2]
-        known = "" if median_config.significant else f", which {median_config.n} images cannot tell from zero"
+        known = "" if median_config.significant else (
+            f", which {median_config.n} {examples_word(record)} cannot tell from zero")
         of = "" if scale.loss else f" of {scale.noun}"
         out.append(
             f"{label}: the median single deletion {scale.cost(median)}{of} "
@@ -390,7 +391,11 @@ def _study_reading(
 
 
 def loss_sample_sentence(n: int, tests: int, metric: str, record: RunRecord) -> str:
-    """What the paired tests of a loss metric rest on, and the smallest p their resampling can give."""
+    """What the paired tests of a loss metric rest on, and the smallest p their resampling can give.
+
+    For token ids, the examples are sequences (their mean token loss): tokens of one sequence are
+    not independent, so the sentence counts both.
+    """
     floor = 1 / (PERMUTATION_RESAMPLES + 1)
     alpha = (1 - level_value(record)) / max(tests, 1)
     can = (
@@ -398,10 +403,23 @@ def loss_sample_sentence(n: int, tests: int, metric: str, record: RunRecord) -> 
         else f"Holm's first threshold over {tests} tests is {alpha:.2g}, below it: no test of this run can be "
         "significant; run fewer configurations"
     )
+    data = record.data or {}
+    tokens = ""
+    if data.get("tokens"):
+        tokens = f"; {data['tokens']} tokens, {int(data.get('seq_len', 0)) - 1} of each sequence predicted"
     return (
-        f"Sample size: each paired test compares the {metric} of the same {n} examples (sign-flip permutation "
-        f"of the {n} differences, {PERMUTATION_RESAMPLES} random sign patterns: no p below {floor:.2g}); {can}."
+        f"Sample size: each paired test compares the {metric} of the same {n} {examples_word(record)}{tokens} "
+        f"(a sign-flip permutation of the {n} differences, {PERMUTATION_RESAMPLES} random sign patterns: no p "
+        f"below {floor:.2g}); {can}."
     )
+
+
+def examples_word(record: RunRecord) -> str:
+    """What one example is: an image, a sequence of tokens, or an example passed in."""
+    data = record.data or {}
+    if data.get("tokens"):
+        return "sequences"
+    return "examples" if data.get("preprocessed") else "images"
 
 
 @register(LesionResult)

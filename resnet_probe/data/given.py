@@ -47,7 +47,11 @@ class GivenSource(DataSource):
 
     def describe(self) -> dict[str, Any]:
         """The ``data`` block of results.json."""
-        return super().describe() | {"given": self.kind, "preprocessed": True}
+        doc = super().describe() | {"given": self.kind, "preprocessed": True}
+        if self.name == "tokens":
+            ids = self.obj[0]
+            doc |= {"tokens": int(ids.numel()), "seq_len": int(ids.shape[1])}
+        return doc
 
     def batches(
         self,
