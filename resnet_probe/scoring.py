@@ -126,7 +126,7 @@ def score_plans(
 
     With ``stop``, plans stop as :class:`Stopping` says (those in ``always``, e.g. the
     unchanged model, run to the end) and the plans still running share their prefixes.
-    ``metric`` (default top-1) decides what each example scores.
+    ``metric`` (default ``auto``: top-1, or a causal LM's per-sequence token loss) decides what each example scores.
     """
     scorer = _Scorer(resolve_metric(metric))
     if stop is not None:
