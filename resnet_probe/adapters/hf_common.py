@@ -9,8 +9,10 @@ This module never imports transformers itself (only once a transformers model ex
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -25,9 +27,14 @@ NO_CACHE_NOTE = (
 )
 MASK_NOTE = (
     "Each unit computes what its layer needs from the stream's shape, per call: positions 0..seq-1 and the causal "
-    "mask for the model's attention implementation ({impl}), made by transformers' own mask functions; nothing is "
-    "shared between units, so a unit behaves the same wherever a plan puts it."
+    "mask for the model's attention implementation ({impl}), {source}; nothing is shared between units, so a unit "
+    "behaves the same wherever a plan puts it."
 )
+MASK_SOURCES = {
+    "masking_utils": "made by the mask functions the model's own module calls (transformers.masking_utils)",
+    "model": "made by the model's own _update_causal_mask (one mask for all layers, as this release makes it)",
+    "attention": "which the attention applies itself (its causal buffer)",
+}
 NO_PADDING_NOTE = (
     "Input ids are (batch, seq) without padding: no attention mask is taken, every position is a real token."
 )
@@ -65,68 +72,81 @@ def accepts(fn: Callable[..., Any], name: str) -> bool:
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def causal_mask_fn(config: Any, sliding_window: int | None, *, self_masking: bool = False) -> MaskFn:
-    """How to make the causal mask the model itself would make for an unpadded sequence, without a cache.
+@dataclass(frozen=True)
+class Masking:
+    """How a unit makes its layer's causal mask: ``fn(stream, position_ids)``, and where it comes from."""
 
-    From transformers 4.53 on the models call ``transformers.masking_utils.create_causal_mask`` (or
-    ``create_sliding_window_causal_mask``), which returns the format the attention implementation
-    wants: an additive float mask for eager, ``None`` for sdpa (then ``is_causal``), a BlockMask for
-    flex attention. Its keywords changed across releases (``input_embeds`` / ``inputs_embeds``,
-    ``past_key_values`` / ``cache``, ``cache_position``), so they are matched by name here, once.
-    Older releases (no ``masking_utils``) get an additive 4-D float mask built here (eager and sdpa
-    only), or ``None`` where the attention masks itself (``self_masking``: GPT-2's causal buffer).
+    fn: MaskFn
+    source: str  # "masking_utils", "model" (its own _update_causal_mask) or "attention" (it masks itself)
+
+
+def causal_masking(stack: nn.Module, config: Any, sliding_window: int | None, *, self_masking: bool = False) -> Masking:
+    """The causal mask the model itself would make for an unpadded sequence without a cache, as the model makes it.
+
+    ``stack`` is the decoder stack (``LlamaModel``, ``GPT2Model``); whatever its own modeling module
+    uses is used here. Since ``transformers.masking_utils`` (4.53, per model family over the next
+    releases) the modules call ``create_causal_mask`` / ``create_sliding_window_causal_mask``, which
+    return the format the attention implementation wants: an additive float mask for eager, ``None``
+    for sdpa (then ``is_causal``), a BlockMask for flex attention. Their keywords changed across
+    releases (``input_embeds`` / ``inputs_embeds``, ``past_key_values`` / ``cache``,
+    ``cache_position``), so they are matched by name, once. Before that the stack's own
+    ``_update_causal_mask`` made one mask for all layers (sliding windows included where that release
+    applied them); GPT-2's attention masked causally by its own buffer (``self_masking``: no mask).
     """
-    try:
-        from transformers import masking_utils
-    except ImportError:
-        return _legacy_mask_fn(config, sliding_window, self_masking)
-    name = "create_causal_mask" if sliding_window is None else "create_sliding_window_causal_mask"
-    create = getattr(masking_utils, name, None)
-    if create is None:
-        raise AdapterError(f"this transformers release has no masking_utils.{name}")
-    fills: dict[str, Callable[[Tensor, Tensor], Any]] = {
-        "config": lambda h, pos: config,
-        "input_embeds": lambda h, pos: h,
-        "inputs_embeds": lambda h, pos: h,
-        "attention_mask": lambda h, pos: None,
-        "cache_position": lambda h, pos: pos[0],
-        "past_key_values": lambda h, pos: None,
-        "cache": lambda h, pos: None,
-        "position_ids": lambda h, pos: pos,
-    }
+    module = sys.modules.get(type(stack).__module__)
+    if hasattr(module, "create_causal_mask"):
+        name = "create_causal_mask" if sliding_window is None else "create_sliding_window_causal_mask"
+        create = getattr(module, name, None) or getattr(importlib.import_module("transformers.masking_utils"), name)
+        return Masking(_matched_call(create, name, {
+            "config": lambda h, pos: config,
+            "input_embeds": lambda h, pos: h,
+            "inputs_embeds": lambda h, pos: h,
+            "attention_mask": lambda h, pos: None,
+            "cache_position": lambda h, pos: pos[0],
+            "past_key_values": lambda h, pos: None,
+            "cache": lambda h, pos: None,
+            "position_ids": lambda h, pos: pos,
+        }), "masking_utils")
+    update = getattr(stack, "_update_causal_mask", None)
+    if update is not None:
+        return Masking(_matched_call(update, "_update_causal_mask", {
+            "attention_mask": lambda h, pos: None,
+            "input_tensor": lambda h, pos: h,
+            "cache_position": lambda h, pos: pos[0],
+            "past_key_values": lambda h, pos: None,
+            "use_cache": lambda h, pos: False,
+            "output_attentions": lambda h, pos: False,
+        }), "model")
+    if self_masking:
+        return Masking(lambda h, pos: None, "attention")
+    raise AdapterError(
+        f"{type(stack).__name__} of transformers {_version()} makes its causal mask in a way this adapter does not "
+        "know (neither masking_utils nor _update_causal_mask)"
+    )
+
+
+def _matched_call(fn: Callable[..., Any], name: str, fills: dict[str, Callable[[Tensor, Tensor], Any]]) -> MaskFn:
+    """``fn`` called with the keywords it takes out of ``fills``; a required one not in ``fills`` is refused now."""
     names: list[str] = []
-    for p in inspect.signature(create).parameters.values():
+    for p in inspect.signature(fn).parameters.values():
         if p.name in fills:
             names.append(p.name)
         elif p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            raise AdapterError(f"masking_utils.{name} of this transformers release needs {p.name!r}, unknown here")
+            raise AdapterError(f"{name} of transformers {_version()} needs {p.name!r}, which this adapter cannot give")
 
-    def mask(h: Tensor, pos: Tensor) -> Any:
-        return create(**{n: fills[n](h, pos) for n in names})
+    def call(h: Tensor, pos: Tensor) -> Any:
+        return fn(**{n: fills[n](h, pos) for n in names})
 
-    return mask
+    return call
 
 
-def _legacy_mask_fn(config: Any, sliding_window: int | None, self_masking: bool) -> MaskFn:
-    """Causal masks for transformers releases before ``masking_utils`` (eager and sdpa attention only)."""
-    impl = attn_implementation(config)
-    if impl not in ("eager", "sdpa"):
-        raise AdapterError(f"attention implementation {impl!r} needs transformers >= 4.53 here; use eager or sdpa")
-    if self_masking and sliding_window is None:
-        return lambda h, pos: None
+def _version() -> str:
+    return str(getattr(sys.modules.get("transformers"), "__version__", "?"))
 
-    def mask(h: Tensor, pos: Tensor) -> Tensor:
-        n = h.shape[1]
-        q = torch.arange(n, device=h.device)[:, None]
-        k = torch.arange(n, device=h.device)[None, :]
-        blocked = k > q
-        if sliding_window is not None:
-            blocked = blocked | (q - k >= sliding_window)
-        additive = torch.zeros(n, n, dtype=h.dtype, device=h.device)
-        additive = additive.masked_fill(blocked, torch.finfo(h.dtype).min)
-        return additive[None, None].expand(h.shape[0], 1, n, n)
 
-    return mask
+def mask_note(config: Any, masking: Masking) -> str:
+    """The note that says how the units make positions and masks."""
+    return MASK_NOTE.format(impl=attn_implementation(config), source=MASK_SOURCES[masking.source])
 
 
 def first(output: Any) -> Tensor:

@@ -72,12 +72,12 @@ def build(module: nn.Module) -> Topology:
     model: Any = module
     gpt: Any = model.transformer
     config = model.config
-    # Before masking_utils (transformers < 4.53) GPT-2's attention masks causally by its own buffer.
-    mask = hf.causal_mask_fn(config, None, self_masking=True)
+    # Before masking_utils and _update_causal_mask GPT-2's attention masked causally by its own buffer.
+    masking = hf.causal_masking(gpt, config, None, self_masking=True)
     hidden = int(config.hidden_size)
     units: list[Unit] = []
     for i, block in enumerate(gpt.h):
-        attn = _attention(block, mask)
+        attn = _attention(block, masking.fn)
         units.append(_unit(len(units), f"transformer.h.{i}.attn", hidden, block.attn, attn))
         units.append(_unit(len(units), f"transformer.h.{i}.mlp", hidden, block.mlp, _mlp(block)))
 
@@ -89,7 +89,7 @@ def build(module: nn.Module) -> Topology:
         return model.lm_head(gpt.ln_f(h))
 
     notes = [TWO_UNITS_NOTE, PRENORM_NOTE, POSITION_NOTE, hf.NO_CACHE_NOTE,
-             hf.MASK_NOTE.format(impl=hf.attn_implementation(config))]
+             hf.mask_note(config, masking)]
     if getattr(config, "scale_attn_by_inverse_layer_idx", False):
         notes.append(INVERSE_LAYER_SCALE_NOTE)
     if any(hasattr(b, "crossattention") for b in gpt.h):

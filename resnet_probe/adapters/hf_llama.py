@@ -37,16 +37,17 @@ class _Family:
     name: str
     module: str
     prefix: str
+    window: str  # where a layer's sliding window is read: "attention" (its own), "config" (every layer), "none"
 
     def cls(self, suffix: str) -> type | None:
         return hf.hf_class(self.module, self.prefix + suffix)
 
 
 FAMILIES: tuple[_Family, ...] = (
-    _Family("llama", "transformers.models.llama.modeling_llama", "Llama"),
-    _Family("mistral", "transformers.models.mistral.modeling_mistral", "Mistral"),
-    _Family("qwen2", "transformers.models.qwen2.modeling_qwen2", "Qwen2"),
-    _Family("qwen3", "transformers.models.qwen3.modeling_qwen3", "Qwen3"),
+    _Family("llama", "transformers.models.llama.modeling_llama", "Llama", "none"),
+    _Family("mistral", "transformers.models.mistral.modeling_mistral", "Mistral", "config"),
+    _Family("qwen2", "transformers.models.qwen2.modeling_qwen2", "Qwen2", "attention"),
+    _Family("qwen3", "transformers.models.qwen3.modeling_qwen3", "Qwen3", "attention"),
 )
 _LAYER_PARTS = {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm"}
 
@@ -114,11 +115,11 @@ def build(module: nn.Module) -> Topology:
     units: list[Unit] = []
     windows: list[int] = []
     for i, layer in enumerate(inner.layers):
-        window = _sliding_window(layer.self_attn, config)
-        if window is not None:
+        window = _sliding_window(family, layer.self_attn, config)
+        masking = hf.causal_masking(inner, config, window)
+        if window is not None and masking.source == "masking_utils":  # else one mask is every layer's
             windows.append(window)
-        mask = hf.causal_mask_fn(config, window)
-        attn = _attention(layer, rotary, mask)
+        attn = _attention(layer, rotary, masking.fn)
         mlp = _mlp(layer)
         hidden = int(config.hidden_size)
         units.append(_unit(len(units), f"model.layers.{i}.self_attn", hidden, layer.self_attn, attn))
@@ -131,7 +132,7 @@ def build(module: nn.Module) -> Topology:
         return model.lm_head(inner.norm(h))
 
     notes = [TWO_UNITS_NOTE, PRENORM_NOTE, ROTARY_NOTE, LAYER_IDX_NOTE, hf.NO_CACHE_NOTE,
-             hf.MASK_NOTE.format(impl=hf.attn_implementation(config))]
+             hf.mask_note(config, masking)]
     if windows:
         notes.append(SLIDING_NOTE.format(layers=len(windows), total=len(inner.layers), window=min(windows)))
     notes += [hf.NO_PADDING_NOTE, STEM_NOTE, hf.LOGITS_NOTE]
@@ -141,16 +142,19 @@ def build(module: nn.Module) -> Topology:
     return Topology(f"hf-{family.name}", stem, tuple(units), head, model, notes=tuple(notes))
 
 
-def _sliding_window(attn: nn.Module, config: Any) -> int | None:
-    """The layer's sliding window as its model masks it.
+def _sliding_window(family: _Family, attn: nn.Module, config: Any) -> int | None:
+    """The layer's sliding window as its model masks it (None: full causal attention).
 
-    Qwen2 / Qwen3 attentions hold their own (``None`` on full-attention layers); Mistral's model masks
+    Qwen2 / Qwen3 attentions hold their own (``None`` on full-attention layers; releases before 4.53
+    hold none and mask eager / sdpa attention in full, whatever the config says); Mistral's model masks
     every layer with ``config.sliding_window``; Llama has none.
     """
-    if hasattr(attn, "sliding_window"):
-        window = attn.sliding_window
-    else:
+    if family.window == "attention":
+        window = getattr(attn, "sliding_window", None)
+    elif family.window == "config":
         window = getattr(config, "sliding_window", None)
+    else:
+        window = None
     return None if window is None else int(window)
 
 

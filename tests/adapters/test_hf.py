@@ -56,6 +56,8 @@ def qwen2(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
 
 
 def qwen3(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
+    if not hasattr(transformers, "Qwen3Config"):
+        pytest.skip(f"transformers {transformers.__version__} has no Qwen3 (4.51+)")
     torch.manual_seed(0)
     config = transformers.Qwen3Config(**_llama_kwargs(attn_implementation=impl, head_dim=8, **kwargs))
     return transformers.Qwen3ForCausalLM(config).eval()
@@ -91,6 +93,11 @@ VARIANTS: list[tuple[str, Callable[..., nn.Module], dict[str, Any]]] = [
     ("mistral-sliding", mistral, {}),
     ("mistral-full", mistral, {"sliding_window": None}),
 ]
+
+
+def _uses_masking_utils(model: nn.Module) -> bool:
+    """Whether the model's own module makes its masks with transformers.masking_utils (4.53+, per family)."""
+    return hasattr(sys.modules[type(model).__module__], "create_causal_mask")
 
 
 def ids(seed: int = 1, batch: int = 2, seq: int = SEQ) -> Tensor:
@@ -192,7 +199,10 @@ def test_forward_equals_model(label: str, build: Callable[..., nn.Module], kwarg
     model = build(impl, **kwargs)
     topo = build_topology(model)
     x = ids()
-    expected = logits(model, x)
+    try:
+        expected = logits(model, x)
+    except RuntimeError as exc:  # e.g. GPT-2's reorder_and_upcast_attn under eager in transformers 4.53
+        pytest.skip(f"the model itself fails in transformers {transformers.__version__}: {exc}")
     with torch.no_grad():
         got = topo.forward(x)
     assert expected.shape == (2, SEQ, VOCAB) and expected.abs().max() > 1e-3
@@ -271,10 +281,14 @@ def test_sliding_window_limits_what_a_position_sees() -> None:
     full = build_topology(mistral("eager", sliding_window=None))
     with torch.no_grad():
         assert not torch.allclose(full.forward(a)[:, -1], full.forward(b)[:, -1])
-    assert any("Sliding-window" in n for n in topo.notes)
     assert not any("Sliding-window" in n for n in full.notes)
-    qwen = build_topology(qwen2(use_sliding_window=True, sliding_window=4, max_window_layers=1))
-    assert any("(2 of 3)" in n for n in qwen.notes)  # layers 1 and 2 slide, layer 0 attends in full
+    model = qwen2(use_sliding_window=True, sliding_window=4, max_window_layers=1)
+    qwen = build_topology(model)
+    if _uses_masking_utils(model):
+        assert any("Sliding-window" in n and "(3 of 3)" in n for n in topo.notes)
+        assert any("(2 of 3)" in n for n in qwen.notes)  # layers 1 and 2 slide, layer 0 attends in full
+    else:  # releases before masking_utils: one mask from the model's _update_causal_mask for every layer
+        assert all(any("_update_causal_mask" in n for n in t.notes) for t in (topo, qwen))
 
 
 def test_model_untouched_and_mode_restored() -> None:
