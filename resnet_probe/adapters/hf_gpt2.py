@@ -38,7 +38,7 @@ PRENORM_NOTE = (
 POSITION_NOTE = (
     "Positions enter once, in the stem (learned absolute embeddings wpe of positions 0..seq-1 added to the token "
     "embeddings wte); the units see no position but the stream's, so deleting and reordering are well defined "
-    "(an attention's layer_idx only addresses the KV cache, which is off)."
+    "(an attention's layer_idx otherwise only addresses the KV cache, which is off)."
 )
 INVERSE_LAYER_SCALE_NOTE = (
     "scale_attn_by_inverse_layer_idx: an attention scales its scores by 1/(layer_idx + 1), a constant the "

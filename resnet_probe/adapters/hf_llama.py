@@ -145,9 +145,9 @@ def build(module: nn.Module) -> Topology:
 def _sliding_window(family: _Family, attn: nn.Module, config: Any) -> int | None:
     """The layer's sliding window as its model masks it (None: full causal attention).
 
-    Qwen2 / Qwen3 attentions hold their own (``None`` on full-attention layers; releases before 4.53
-    hold none and mask eager / sdpa attention in full, whatever the config says); Mistral's model masks
-    every layer with ``config.sliding_window``; Llama has none.
+    Qwen2 / Qwen3 attentions hold their own (``None`` on full-attention layers); Mistral's model masks
+    every layer with ``config.sliding_window``; Llama has none. Only the masking_utils era reads it:
+    before, the model's one ``_update_causal_mask`` is every layer's (see ``hf_common.causal_masking``).
     """
     if family.window == "attention":
         window = getattr(attn, "sliding_window", None)

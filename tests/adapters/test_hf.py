@@ -36,26 +36,26 @@ def _llama_kwargs(**kwargs: Any) -> dict[str, Any]:
     return {**base, **kwargs}
 
 
-def gpt2(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
+def gpt2(impl: str = "sdpa", **kwargs: Any) -> Any:
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS, n_head=4, n_positions=64,
                                      bos_token_id=0, eos_token_id=0, attn_implementation=impl, **kwargs)
     return transformers.GPT2LMHeadModel(config).eval()
 
 
-def llama(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
+def llama(impl: str = "sdpa", **kwargs: Any) -> Any:
     torch.manual_seed(0)
     config = transformers.LlamaConfig(**_llama_kwargs(attn_implementation=impl, **kwargs))
     return transformers.LlamaForCausalLM(config).eval()
 
 
-def qwen2(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
+def qwen2(impl: str = "sdpa", **kwargs: Any) -> Any:
     torch.manual_seed(0)
     config = transformers.Qwen2Config(**_llama_kwargs(attn_implementation=impl, **kwargs))
     return transformers.Qwen2ForCausalLM(config).eval()
 
 
-def qwen3(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
+def qwen3(impl: str = "sdpa", **kwargs: Any) -> Any:
     if not hasattr(transformers, "Qwen3Config"):
         pytest.skip(f"transformers {transformers.__version__} has no Qwen3 (4.51+)")
     torch.manual_seed(0)
@@ -63,14 +63,14 @@ def qwen3(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
     return transformers.Qwen3ForCausalLM(config).eval()
 
 
-def mistral(impl: str = "sdpa", **kwargs: Any) -> nn.Module:
+def mistral(impl: str = "sdpa", **kwargs: Any) -> Any:
     torch.manual_seed(0)
     config = transformers.MistralConfig(**_llama_kwargs(attn_implementation=impl, **{"sliding_window": 4, **kwargs}))
     return transformers.MistralForCausalLM(config).eval()
 
 
-# (builder, family, decoder layers, attention / MLP attribute and name prefix)
-FAMILIES: dict[str, tuple[Callable[..., nn.Module], str]] = {
+# name -> (builder, the family its topology reports)
+FAMILIES: dict[str, tuple[Callable[..., Any], str]] = {
     "gpt2": (gpt2, "hf-gpt2"),
     "llama": (llama, "hf-llama"),
     "qwen2": (qwen2, "hf-qwen2"),
@@ -78,7 +78,7 @@ FAMILIES: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "mistral": (mistral, "hf-mistral"),
 }
 # Variants that change what a unit or the stem / head computes.
-VARIANTS: list[tuple[str, Callable[..., nn.Module], dict[str, Any]]] = [
+VARIANTS: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
     ("gpt2", gpt2, {}),
     ("gpt2-inverse-layer-scale", gpt2, {"scale_attn_by_inverse_layer_idx": True}),
     ("gpt2-upcast", gpt2, {"reorder_and_upcast_attn": True}),
@@ -105,12 +105,12 @@ def ids(seed: int = 1, batch: int = 2, seq: int = SEQ) -> Tensor:
     return torch.randint(0, VOCAB, (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
-def decoder_layers(model: nn.Module) -> list[nn.Module]:
+def decoder_layers(model: Any) -> list[Any]:
     inner: Any = model.transformer.h if hasattr(model, "transformer") else model.model.layers
     return list(inner)
 
 
-def branches(model: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+def branches(model: Any) -> list[tuple[nn.Module, nn.Module]]:
     """(attention, MLP) of each decoder layer."""
     return [(getattr(layer, "attn", None) or layer.self_attn, layer.mlp) for layer in decoder_layers(model)]
 
