@@ -224,10 +224,10 @@ def _model(model: ModelLike, data: DataSource | None, units: Sequence[str] | Non
     elif _is_exported_program(model):
         loaded = from_module(getattr(model, "module")(), units=units, name="ExportedProgram")  # noqa: B009
     elif isinstance(model, (str, Path)):
-        named = data is not None and not _given(data)  # data passed in may hold only some of the classes
+        named = data if data is not None and not _given(data) else None  # data passed in: some classes only
         loaded = load_model(
-            str(model), dataset=data.name if named else None,
-            num_classes=data.num_classes if named and data.num_classes else None, units=units,
+            str(model), dataset=named.name if named is not None else None,
+            num_classes=named.num_classes if named is not None and named.num_classes else None, units=units,
         )
     else:
         raise ModelError(
