@@ -18,7 +18,7 @@ from rich.progress import (
 
 from resnet_probe.errors import CheckpointError
 from resnet_probe.models import cache
-from resnet_probe.models.spec import parse, parse_with_checkpoint
+from resnet_probe.models.spec import parse_with_checkpoint
 from resnet_probe.settings import RunSettings, reads_digits
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def train_missing(
     """Before a run on digits: train the zoo models it names that have no weights yet."""
     if not settings.train_missing or not reads_digits(settings.dataset, settings.data) or settings.random_init or settings.pretrained:
         return
-    specs = [] if settings.checkpoint is not None else [parse(settings.model)]
+    specs = [] if settings.checkpoint is not None else [settings.model_spec]
     specs += [spec for spec, checkpoint in map(parse_with_checkpoint, compare) if checkpoint is None]
     zoo = [spec for spec in specs if spec.source == "zoo"]
     if zoo:

@@ -92,7 +92,8 @@ def run(name: str, model: ModelLike, data: DataLike = None, **options: Any) -> R
     precision = common.get("precision", "fp32")
     confidence = common.get("confidence", 0.95)
     settings = RunSettings(
-        str(main.spec), batch_size=common.get("batch_size", BATCH_SIZE), seed=check_seed(common.get("seed", 0)),
+        str(main.spec), spec=main.spec, batch_size=common.get("batch_size", BATCH_SIZE),
+        seed=check_seed(common.get("seed", 0)),
         precision=precision, title=common.get("title"), confidence=confidence, tolerance=common.get("tolerance"),
         device=common.get("device") or str(_device_of(main)),
     )

@@ -45,9 +45,21 @@ class Result:
 
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
-        """Inverse of :meth:`to_dict` for flat results; nested ones override this."""
+        """Inverse of :meth:`to_dict`, nested dataclasses and tuples included, by the fields' annotations.
+
+        Written once for every result: pydantic builds the nested dataclasses from their dicts
+        (lists back to tuples); keys the result does not have are ignored, missing ones take their
+        defaults, and :meth:`upgraded` fills in what older files lack. Types are checked strictly
+        afterwards (:func:`read_result`).
+        """
         names = {f.name for f in dataclasses.fields(cls)} - {"run"}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        doc = {k: v for k, v in cls.upgraded(d).items() if k in names}
+        return TypeAdapter(cls).validate_python(doc)
+
+    @classmethod
+    def upgraded(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """``d`` with what results.json files of earlier versions lack filled in (nothing by default)."""
+        return d
 
     def to_frame(self) -> pd.DataFrame:
         """The result's main table, tidy (one row per configuration, length or layer)."""
@@ -131,6 +143,12 @@ def read_result(result_type: type[R], record: RunRecord, where: str = "results.j
     """
     try:
         result = result_type.from_dict(record.result)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "missing":
+            at = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+            raise OutputError(f"{where}: 'result' is not a {record.analysis} result (result.{at} is missing)") from None
+        raise OutputError(f"{where}: result.{_described(exc)}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise OutputError(f"{where}: 'result' is not a {record.analysis} result ({_why(exc)})") from None
     if not isinstance(result, result_type):
@@ -193,6 +211,16 @@ def _describe(error: Any) -> str:
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     message = _OBJECT.sub("a JSON object", error["msg"].removeprefix("Value error, "))
     return f"{where} is {shown}: {message}"
+
+
+def _described(exc: ValidationError) -> str:
+    """The first error, where an integer no float holds reads as the overflow it is."""
+    error = exc.errors()[0]
+    value = error.get("input")
+    if error["type"].startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        return f"{where} overflows a float; expected a finite number"
+    return _describe(error)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -31,7 +31,7 @@ from resnet_probe.journal import Journal, item_schema, recorded_batch_size
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.module import check_output
-from resnet_probe.models.spec import FILE_SOURCES, parse, parse_with_checkpoint
+from resnet_probe.models.spec import FILE_SOURCES, ModelSpec, parse_with_checkpoint
 from resnet_probe.results import Result, RunRecord
 from resnet_probe.rundir import JOURNAL, claim_run_directory, jsonable, write_run
 from resnet_probe.settings import BATCH_SIZE, RunSettings
@@ -48,11 +48,10 @@ def open_data(settings: RunSettings) -> DataSource:
 
 
 def open_model(
-    spec_text: str, checkpoint: Path | None, settings: RunSettings, data: DataSource | None,
+    spec: ModelSpec, checkpoint: Path | None, settings: RunSettings, data: DataSource | None,
     needs_weights: bool = True,
 ) -> LoadedModel:
     """Load a model that fits the data (class count, cached weights for that data set)."""
-    spec = parse(spec_text)
     mode = settings.weights
     if not needs_weights and checkpoint is None and mode == "auto":
         mode = "random"  # structure-only analyses (paths) must work offline without weights
@@ -257,11 +256,11 @@ def _run_into(
         device = torch.device("cuda", distributed.local_device_index())
     data = open_data(settings) if analysis.needs_data else None
     torch.manual_seed(settings.seed)  # random-init weights are part of what the seed fixes
-    loaded = open_model(settings.model, settings.checkpoint, settings, data, analysis.needs_weights)
+    loaded = open_model(settings.model_spec, settings.checkpoint, settings, data, analysis.needs_weights)
     compared = []
     for text in compare:
         spec, ckpt = parse_with_checkpoint(text)
-        other = open_model(str(spec), ckpt, settings, data)
+        other = open_model(spec, ckpt, settings, data)
         compared.append((other, make_executor(other, device, settings, fold=not analysis.needs_layer_outputs)))
     executor = make_executor(loaded, device, settings, fold=not analysis.needs_layer_outputs)
     probe_ctx = RunContext(

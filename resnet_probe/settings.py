@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from resnet_probe.models.spec import ModelSpec, parse
+
 #: random k-sets per k (lesion --random-k)
 LESION_SAMPLES = 20
 #: random orders per swap count (reorder)
@@ -31,7 +33,7 @@ def reads_digits(dataset: str | None, data: str | Path | None) -> bool:
 class RunSettings:
     """What every analysis run shares: model, weights, data, device, seed and run directory."""
 
-    model: str
+    model: str  # as the user wrote it (run directory names); ``spec`` is it parsed, once
     checkpoint: Path | None = None
     dataset: str | None = None
     data: Path | None = None
@@ -56,6 +58,20 @@ class RunSettings:
     train_missing: bool = True  # the CLI trains a zoo model that has no weights on digits yet
     mean: tuple[float, ...] | None = None  # --mean/--std: the preprocessing of a model file that carries none
     std: tuple[float, ...] | None = None
+    spec: ModelSpec | None = None  # parsed from ``model`` unless given (a module passed in has no parsable name)
+
+    def __post_init__(self) -> None:
+        if self.spec is None and self.model:
+            object.__setattr__(self, "spec", parse(self.model))
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        """The parsed model spec (a template without a model has none)."""
+        if self.spec is None:
+            from resnet_probe.errors import UnknownModelError
+
+            raise UnknownModelError("no model given; pass --model")
+        return self.spec
 
     @property
     def weights(self) -> str:

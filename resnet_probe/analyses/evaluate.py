@@ -36,12 +36,6 @@ class EvaluateResult(Result):
     value: float | None = None  # the metric's mean (None in older files: the accuracy)
     values: str | None = None  # a loss metric's per-example values, packed (stats.pack_floats)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvaluateResult:
-        """Inverse of :meth:`to_dict`."""
-        return cls(d["accuracy"], d["correct"], d["n"], d["loss"], tuple(d.get("ci", (0.0, 1.0))), d.get("hits"),
-                   d.get("metric", "top1"), d.get("metric_kind", "hit"), d.get("value"), d.get("values"))
-
     @property
     def score(self) -> float:
         """The metric's value."""

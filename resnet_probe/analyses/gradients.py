@@ -196,21 +196,12 @@ class GradientsResult(Result):
     effective_range_ci: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GradientsResult:
-        """Inverse of :meth:`to_dict`."""
-        lo, hi = (int(v) for v in d["effective_range"])
-        ends = d.get("effective_range_ci", ((lo, lo), (hi, hi)))
-        return cls(
-            lengths=tuple(
-                LengthGradient(**{**row, "paths": int(row["paths"]), "ci": tuple(row.get("ci", (0.0, 0.0)))})
-                for row in d["lengths"]
-            ),
-            effective_range=(lo, hi),
-            share=float(d["share"]),
-            share_longer_than_20=float(d["share_longer_than_20"]),
-            n_units=int(d["n_units"]),
-            effective_range_ci=((int(ends[0][0]), int(ends[0][1])), (int(ends[1][0]), int(ends[1][1]))),
-        )
+    def upgraded(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """Files before the range's intervals: each end's interval is the end itself."""
+        if "effective_range_ci" in d:
+            return d
+        lo, hi = d["effective_range"]
+        return {**d, "effective_range_ci": [[lo, lo], [hi, hi]]}
 
     def to_frame(self) -> pd.DataFrame:
         """One row per sampled path length: mean and std of the input-gradient norm, paths, total, share."""

@@ -59,11 +59,6 @@ class Baseline:
         """The metric's value (the accuracy for top-1 studies of older files)."""
         return self.accuracy if self.value is None else self.value
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Baseline:
-        """From its results.json block."""
-        return cls(**{**d, "ci": tuple(d.get("ci", (0.0, 1.0)))})
-
 
 @dataclass(frozen=True)
 class UnitInfo:
@@ -135,26 +130,6 @@ class LesionStudy:
     skipped: tuple[int, ...] = ()
     spec: str = ""
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LesionStudy:
-        """Rebuild the nested dataclasses from their dicts."""
-        base = Baseline.from_dict(d["baseline"])
-        return cls(
-            baseline=base,
-            configs=tuple(
-                LesionConfig(**{"n": base.n, **c, "deleted": tuple(c["deleted"]), "names": tuple(c["names"]),
-                                "ci": tuple(c.get("ci", (0.0, 1.0)))})
-                for c in d["configs"]
-            ),
-            random_k=tuple(
-                RandomK(**{**r, "ci": tuple(r.get("ci", (0.0, 1.0))), "accuracies": tuple(r.get("accuracies", ()))})
-                for r in d.get("random_k", [])
-            ),
-            units=tuple(UnitInfo(**u) for u in d["units"]),
-            skipped=tuple(d.get("skipped", ())),
-            spec=d.get("spec", ""),
-        )
-
 
 @dataclass(frozen=True)
 class LesionResult(Result):
@@ -177,20 +152,9 @@ class LesionResult(Result):
         return self.metric_kind != "loss"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LesionResult:
-        """Inverse of :meth:`to_dict`."""
-        own = LesionStudy.from_dict(d)
-        return cls(
-            baseline=own.baseline,
-            configs=own.configs,
-            random_k=own.random_k,
-            units=own.units,
-            skipped=own.skipped,
-            sweep=bool(d.get("sweep", True)),
-            compare=tuple(LesionStudy.from_dict(c) for c in d.get("compare", [])),
-            metric=d.get("metric", "top1"),
-            metric_kind=d.get("metric_kind", "hit"),
-        )
+    def upgraded(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """Configurations of files before adaptive evaluation carry no ``n``: the baseline's."""
+        return {**_with_n(d), "compare": [_with_n(c) for c in d.get("compare", [])]}
 
     @property
     def study(self) -> LesionStudy:
@@ -228,6 +192,11 @@ class LesionResult(Result):
         frame = pd.DataFrame(rows)
         frame.attrs["metric"] = self.metric
         return frame
+
+
+def _with_n(study: dict[str, Any]) -> dict[str, Any]:
+    n = study.get("baseline", {}).get("n", 0)
+    return {**study, "configs": [{"n": n, **c} for c in study.get("configs", [])]}
 
 
 def unit_infos(topology: Topology) -> tuple[UnitInfo, ...]:

@@ -201,18 +201,6 @@ class PathsResult(Result):
     std_length: float
     window_95: tuple[int, int]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PathsResult:
-        """Inverse of :meth:`to_dict` (lists back to tuples, counts back to ints)."""
-        return cls(
-            n_units=int(d["n_units"]),
-            total_paths=int(d["total_paths"]),
-            counts=tuple(int(c) for c in d["counts"]),
-            mean_length=float(d["mean_length"]),
-            std_length=float(d["std_length"]),
-            window_95=(int(d["window_95"][0]), int(d["window_95"][1])),
-        )
-
     def to_frame(self) -> pd.DataFrame:
         """One row per path length: how many paths pass through exactly k residual branches (exact ints)."""
         import pandas as pd

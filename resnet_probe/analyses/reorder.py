@@ -79,19 +79,10 @@ class ReorderResult(Result):
     per_swaps: tuple[SwapsSummary, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ReorderResult:
-        """Inverse of :meth:`to_dict`."""
-        base = Baseline.from_dict(d["baseline"])
-        return cls(
-            baseline=base,
-            configs=tuple(
-                ReorderConfig(**{"n": base.n, **c, "order": tuple(c["order"]), "ci": tuple(c.get("ci", (0.0, 1.0)))})
-                for c in d["configs"]
-            ),
-            units=tuple(UnitInfo(**u) for u in d["units"]),
-            swappable=tuple(tuple(g) for g in d.get("swappable", [])),
-            per_swaps=tuple(SwapsSummary(**{**k, "ci": tuple(k["ci"])}) for k in d.get("per_swaps", [])),
-        )
+    def upgraded(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """Configurations of files before adaptive evaluation carry no ``n``: the baseline's."""
+        n = d.get("baseline", {}).get("n", 0)
+        return {**d, "configs": [{"n": n, **c} for c in d.get("configs", [])]}
 
     def to_frame(self) -> pd.DataFrame:
         """One row per order: the original (0 swaps) and every reordered net."""

@@ -130,27 +130,6 @@ class ResponseStdResult(Result):
     models: tuple[ModelStd, ...]
     n_images: int = 0
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ResponseStdResult:
-        """Inverse of :meth:`to_dict`."""
-        models = tuple(
-            ModelStd(
-                spec=m["spec"],
-                family=m.get("family", ""),
-                depth=m.get("depth"),
-                residual=bool(m.get("residual", True)),
-                checkpoint=m.get("checkpoint"),
-                accuracy=m.get("accuracy"),
-                tensor=m.get("tensor", ""),
-                layers=tuple(
-                    LayerStd(row["unit"], row["name"], float(row["std"]), tuple(row["channel_std"]))
-                    for row in m["layers"]
-                ),
-            )
-            for m in d["models"]
-        )
-        return cls(models=models, n_images=int(d.get("n_images", 0)))
-
     def to_frame(self) -> pd.DataFrame:
         """One row per response layer of every model, in network order."""
         import pandas as pd

@@ -56,23 +56,6 @@ class TrainCurvesResult(Result):
     analysis: ClassVar[str] = "train-curves"
     runs: tuple[TrainRun, ...]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainCurvesResult:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            runs=tuple(
-                TrainRun(
-                    spec=r["spec"],
-                    dataset=r.get("dataset"),
-                    checkpoint=r.get("checkpoint"),
-                    residual=bool(r.get("residual", True)),
-                    depth=r.get("depth"),
-                    history=tuple(dict(h) for h in r["history"]),
-                )
-                for r in d["runs"]
-            )
-        )
-
     def to_frame(self) -> pd.DataFrame:
         """One row per epoch of every run (the checkpoint's training history)."""
         import pandas as pd
