@@ -65,18 +65,6 @@ class ExperimentRun(GridNet):
     key: str  # the cache key: model, data, recipe and seed
     checkpoint: str
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ExperimentRun:
-        """Inverse of ``asdict``."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in d.items() if k in names}
-        values["test_ci"] = tuple(d["test_ci"])
-        values["train_ci"] = tuple(d["train_ci"])
-        values["history"] = tuple(dict(h) for h in d["history"])
-        values["recipe"] = dict(d["recipe"])
-        return cls(**values)
-
-
 @dataclass(frozen=True)
 class ExperimentCell(GridNet):
     """A cell's repeats summarised: mean, sample std (None for one seed) and best, per split.
@@ -99,13 +87,6 @@ class ExperimentCell(GridNet):
     inference_images_per_s: float
     paper_error: float | None  # the paper's CIFAR-10 test error (%), when the data set is CIFAR-10
     paper: str | None  # where that number is printed and for which net
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ExperimentCell:
-        """Inverse of ``asdict``."""
-        return cls(**{**d, "seeds": tuple(d["seeds"]), "test_ci": tuple(d["test_ci"]),
-                      "train_ci": tuple(d["train_ci"])})
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -147,21 +128,6 @@ class ExperimentResult(Result):
     comparisons: tuple[Comparison, ...]
     skipped: tuple[str, ...] = ()
     then: tuple[dict[str, str], ...] = ()  # per run (in run order): analysis name -> its report, relative
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ExperimentResult:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            experiment=d["experiment"],
-            question=d["question"],
-            dataset=d["dataset"],
-            repeats=d["repeats"],
-            runs=tuple(ExperimentRun.from_dict(r) for r in d["runs"]),
-            cells=tuple(ExperimentCell.from_dict(c) for c in d["cells"]),
-            comparisons=tuple(Comparison(**c) for c in d["comparisons"]),
-            skipped=tuple(d.get("skipped", ())),
-            then=tuple(dict(t) for t in d.get("then", ())),
-        )
 
     def cell(self, label: str) -> ExperimentCell:
         """The summary of the cell called ``label``."""
