@@ -65,6 +65,7 @@ class ExperimentRun(GridNet):
     key: str  # the cache key: model, data, recipe and seed
     checkpoint: str
 
+
 @dataclass(frozen=True)
 class ExperimentCell(GridNet):
     """A cell's repeats summarised: mean, sample std (None for one seed) and best, per split.
@@ -87,6 +88,7 @@ class ExperimentCell(GridNet):
     inference_images_per_s: float
     paper_error: float | None  # the paper's CIFAR-10 test error (%), when the data set is CIFAR-10
     paper: str | None  # where that number is printed and for which net
+
 
 @dataclass(frozen=True)
 class Comparison:
