@@ -28,6 +28,7 @@ from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
 from resnet_probe.inference import fold_batchnorm, prefers_channels_last
 from resnet_probe.journal import Journal, item_schema, recorded_batch_size
+from resnet_probe.machine import cpu, native, precision_warning
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.module import check_output
@@ -213,6 +214,7 @@ def execute(
         options=stored,
         extra={"notes": list(loaded.topology.notes), "confidence": settings.confidence,
                "unread_additions": loaded.topology.unread}
+        | ({"cpu": cpu() | {"native": native(settings.precision)}} if executor.device.type == "cpu" else {})
         | ({"tolerance": settings.tolerance} if settings.tolerance is not None else {}),
     )
     return replace(result, run=record)
@@ -254,6 +256,10 @@ def _run_into(
     device = resolve_device(settings.device)
     if device.type == "cuda" and distributed.world() > 1:
         device = torch.device("cuda", distributed.local_device_index())
+    if device.type == "cpu":
+        warning = precision_warning(settings.precision)
+        if warning is not None:
+            logging.getLogger("resnet_probe").warning("%s", warning)
     data = open_data(settings) if analysis.needs_data else None
     torch.manual_seed(settings.seed)  # random-init weights are part of what the seed fixes
     loaded = open_model(settings.model_spec, settings.checkpoint, settings, data, analysis.needs_weights)
