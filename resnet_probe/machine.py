@@ -21,7 +21,8 @@ NATIVE = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16
 @functools.cache
 def cpu() -> dict[str, Any]:
     """``{"name", "cpus", "flags"}``: the CPU's model name, its logical CPUs and which of :data:`FLAGS` it has."""
-    name, flags = platform.processor() or platform.machine(), set()
+    name = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")

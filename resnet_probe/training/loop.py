@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -108,66 +108,27 @@ def train_model(
         raise DataError(
             f"test set has {data_test.num_classes} classes, training set {data_train.num_classes}; use one data set"
         )
-    dev = resolve_device(device)
-    amp = _precision(precision, dev)
+    if recipe is not None and (epochs, iters, lr, batch_size) != (None, None, None, None):
+        raise ProbeError("train_model: pass a recipe or its overrides (epochs, iters, lr, batch_size), not both")
+    run = _setup(spec, data_train, dataset, recipe, seed, resolve_device(device), precision,
+                 epochs=epochs, iters=iters, lr=lr, batch_size=batch_size)
     path = Path(checkpoint_path) if checkpoint_path is not None else cache.trained_checkpoint_path(spec, dataset)
     state_path = resume_path(path)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights depend on the seed only
-        loaded = load_model(spec, weights="random", num_classes=data_train.num_classes)
-    model = loaded.model
-    if recipe is None:
-        recipe = model_recipe(
-            loaded, dataset, len(data_train), epochs=epochs, iters=iters, lr=lr, batch_size=batch_size
-        )
-    elif (epochs, iters, lr, batch_size) != (None, None, None, None):
-        raise ProbeError("train_model: pass a recipe or its overrides (epochs, iters, lr, batch_size), not both")
-    prep = data_train.default_preprocessing
-    model.to(dev)
-    if _channels_last(dev, amp):
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-    )
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
-    identity = {
-        "spec": str(spec),
-        "dataset": dataset,
-        "seed": seed,
-        "train_size": len(data_train),
-        "recipe": recipe.to_dict(),
-    }
 
     start_epoch, iteration, seconds = 0, 0, 0.0
     history: list[dict[str, Any]] = []
     if resume:
-        start_epoch, iteration, history, seconds = _resume(state_path, identity, model, optimizer, scaler)
-
+        start_epoch, iteration, history, seconds = _resume(state_path, run.identity, run.model, run.optimizer,
+                                                           run.scaler)
+    recipe = run.recipe
     total_epochs = recipe.epochs(len(data_train))
     emit = progress or (lambda _status: None)
     emit(TrainStatus("start", start_epoch, total_epochs, iteration, recipe.iters, recipe.lr_at(iteration)))
-    model.train()
+    run.model.train()
     for epoch in range(start_epoch, total_epochs):
         started = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        for x, y in _epoch_batches(data_train, recipe, prep, dev, seed, epoch):
-            if iteration >= recipe.iters:
-                break
-            lr_now = recipe.lr_at(iteration)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now
-            loss, hits = _step(model, optimizer, scaler, x, y, amp, dev)
-            iteration += 1
-            loss_sum += loss * y.shape[0]
-            correct += hits
-            seen += int(y.shape[0])
-            emit(
-                TrainStatus(
-                    "step", epoch, total_epochs, iteration, recipe.iters, lr_now, loss_sum / seen, correct / seen
-                )
-            )
-        test_loss, test_acc = _evaluate(model, data_test, prep, dev, amp, recipe.batch_size)
+        iteration, loss_sum, correct, seen = _train_epoch(run, data_train, seed, epoch, iteration, total_epochs, emit)
+        test_loss, test_acc = _evaluate(run.model, data_test, run.prep, run.device, run.amp, recipe.batch_size)
         elapsed = time.perf_counter() - started
         seconds += elapsed
         train_loss, train_acc = (loss_sum / seen, correct / seen) if seen else (math.nan, math.nan)
@@ -183,59 +144,124 @@ def train_model(
         }
         history.append(record)
         meta = {
-            **identity,
+            **run.identity,
             "epoch": epoch + 1,
             "iteration": iteration,
             "history": history,
             "seconds": seconds,
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
         }
-        save_state(state_path, model, optimizer, meta)
+        save_state(state_path, run.model, run.optimizer, meta)
         emit(
             TrainStatus(
                 "epoch", epoch, total_epochs, iteration, recipe.iters, record["lr"], train_loss, train_acc, record
             )
         )
-
-    final = history[-1] if history else {}
-    test_error = final.get("test_error")
-    train_args = {
-        **recipe.to_dict(),
-        "seed": seed,
-        "device": str(dev),
-        "precision": _precision_name(amp),
-        "train_size": len(data_train),
-        "test_size": len(data_test) if data_test is not None else None,
-        "seconds": round(seconds, 3),
-    }
-    save_checkpoint(
-        path,
-        model,
-        spec,
-        dataset=dataset,
-        num_classes=data_train.num_classes,
-        preprocessing=prep,
-        accuracy=None if test_error is None else 1 - test_error,
-        train_args=train_args,
-        history=history,
-    )
+    result = _save_trained(run, spec, dataset, path, data_train, data_test, history, iteration, seconds, seed)
     state_path.unlink(missing_ok=True)
+    final = history[-1] if history else {}
     emit(
         TrainStatus(
             "end", total_epochs, total_epochs, iteration, recipe.iters, recipe.lr_at(iteration - 1), record=final
         )
     )
+    return replace(result, resumed_from_epoch=start_epoch)
+
+
+@dataclass
+class _Run:
+    """What one training holds: the model being trained, its recipe, optimiser, scaler and the run's identity."""
+
+    model: nn.Module
+    recipe: Recipe
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: torch.dtype | None
+    prep: Preprocessing
+    identity: dict[str, Any]
+
+
+def _setup(
+    spec: ModelSpec, data_train: DataSource, dataset: str, recipe: Recipe | None, seed: int, dev: torch.device,
+    precision: str, **overrides: Any,
+) -> _Run:
+    """The randomly initialised model (its weights depend on the seed only), on the device, with its recipe."""
+    amp = _precision(precision, dev)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loaded = load_model(spec, weights="random", num_classes=data_train.num_classes)
+    model = loaded.model
+    if recipe is None:
+        recipe = model_recipe(loaded, dataset, len(data_train), **overrides)
+    model.to(dev)
+    if _channels_last(dev, amp):
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
+    identity = {
+        "spec": str(spec), "dataset": dataset, "seed": seed, "train_size": len(data_train),
+        "recipe": recipe.to_dict(),
+    }
+    return _Run(model, recipe, optimizer, scaler, dev, amp, data_train.default_preprocessing, identity)
+
+
+def _train_epoch(
+    run: _Run, data_train: DataSource, seed: int, epoch: int, iteration: int, total_epochs: int,
+    emit: Progress,
+) -> tuple[int, float, int, int]:
+    """One pass over the training set (to the recipe's last iteration): iteration, summed loss, hits, images."""
+    recipe = run.recipe
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, y in _epoch_batches(data_train, recipe, run.prep, run.device, seed, epoch):
+        if iteration >= recipe.iters:
+            break
+        lr_now = recipe.lr_at(iteration)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr_now
+        loss, hits = _step(run.model, run.optimizer, run.scaler, x, y, run.amp, run.device)
+        iteration += 1
+        loss_sum += loss * y.shape[0]
+        correct += hits
+        seen += int(y.shape[0])
+        emit(TrainStatus("step", epoch, total_epochs, iteration, recipe.iters, lr_now, loss_sum / seen, correct / seen))
+    return iteration, loss_sum, correct, seen
+
+
+def _save_trained(
+    run: _Run, spec: ModelSpec, dataset: str, path: Path, data_train: DataSource, data_test: DataSource | None,
+    history: list[dict[str, Any]], iteration: int, seconds: float, seed: int,
+) -> TrainResult:
+    """The trained model saved where ``load_model`` finds it, with its recipe and history; what it reached."""
+    final = history[-1] if history else {}
+    test_error = final.get("test_error")
+    train_args = {
+        **run.recipe.to_dict(),
+        "seed": seed,
+        "device": str(run.device),
+        "precision": _precision_name(run.amp),
+        "train_size": len(data_train),
+        "test_size": len(data_test) if data_test is not None else None,
+        "seconds": round(seconds, 3),
+    }
+    accuracy = None if test_error is None else 1 - test_error
+    save_checkpoint(
+        path, run.model, spec, dataset=dataset, num_classes=data_train.num_classes, preprocessing=run.prep,
+        accuracy=accuracy, train_args=train_args, history=history,
+    )
     return TrainResult(
         spec=str(spec),
         dataset=dataset,
         checkpoint=path,
-        recipe=recipe,
+        recipe=run.recipe,
         history=tuple(history),
         iterations=iteration,
         seconds=seconds,
-        test_accuracy=None if test_error is None else 1 - test_error,
+        test_accuracy=accuracy,
         test_loss=final.get("test_loss"),
-        resumed_from_epoch=start_epoch,
+        resumed_from_epoch=0,
     )
 
 
