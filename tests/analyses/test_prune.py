@@ -67,7 +67,7 @@ def test_subsets_of_tensor_pairs_passed_in() -> None:
     from resnet_probe.data.given import given_source
 
     part = subset(given_source((x, y)), np.array([1, 4, 7]))
-    px, py = part.obj  # type: ignore[attr-defined]
+    px, py = part.obj  # type: ignore[arg-type]
     assert len(part) == 3 and torch.equal(px, x[[1, 4, 7]]) and torch.equal(py, y[[1, 4, 7]])
 
 
@@ -184,3 +184,62 @@ def test_the_users_model_is_untouched(model: LoadedModel, data: rp.DataSource, t
     assert len(list(model.model.get_submodule("layer3").children())) == 3
     for m in model.model.modules():
         assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+class _Block(torch.nn.Module):
+    """relu(x + conv(x)): a post-activation unit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.conv(x))
+
+
+class _Net(torch.nn.Module):
+    """A stem without an activation, so a unit's input has negative values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 3, 1)
+        self.blocks = torch.nn.Sequential(_Block(), _Block())
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+def test_a_removal_that_is_not_the_masked_deletion_is_reported() -> None:
+    from resnet_probe.analyses.base import RunContext
+    from resnet_probe.analyses.prune import PruneAnalysis
+    from resnet_probe.data.given import given_source
+    from resnet_probe.models.module import module_spec
+    from resnet_probe.structure import Unit, identity, relu
+
+    torch.manual_seed(0)
+    net = _Net().eval()
+    blocks = list(net.blocks.children())
+    units = tuple(
+        Unit(i, f"blocks.{i}", 1, 3, 3, 1, False, "identity", identity, b.conv, relu, b)  # type: ignore[arg-type]
+        for i, b in enumerate(blocks)
+    )
+    topology = Topology("hand", net.stem, units, net.head, net)
+    assert torch.equal(topology.forward(torch.ones(1, 3, 4, 4)), net(torch.ones(1, 3, 4, 4)))
+    loaded = LoadedModel(net, module_spec(net), topology, 4)
+    x, y = torch.randn(40, 3, 4, 4), torch.arange(40) % 4
+    ctx = RunContext(loaded=loaded, executor=Executor(topology), data=given_source((x, y)), batch_size=8)
+    result = PruneAnalysis().run(ctx, remove=1, method="last")
+    # unit 1's input is unit 0's relu output: deleting it (relu(x) = x) is removing it
+    assert result.structural and result.chosen == (1,) and result.removed_equals_masked
+    # unit 0's input comes from a stem without an activation: deleting it keeps relu(x), removing it does not
+    only_first = Topology("hand", net.stem, units[:1], lambda h: net.head(blocks[1](h)), net)
+    ctx0 = RunContext(loaded=dataclasses.replace(loaded, topology=only_first), executor=Executor(only_first),
+                      data=given_source((x, y)), batch_size=8)
+    result0 = PruneAnalysis().run(ctx0, remove=1, method="last")
+    assert result0.chosen == (0,) and result0.structural
+    assert not result0.removed_equals_masked and result0.max_abs_difference is not None
+    assert result0.max_abs_difference > 1e-4
+    assert any("activation after the sum" in n for n in result0.notes)
+    masked, removed = result0.evaluation("masked"), result0.evaluation("removed")
+    assert masked is not None and removed is not None and masked.n == removed.n == 20
