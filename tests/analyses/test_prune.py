@@ -67,7 +67,7 @@ def test_subsets_of_tensor_pairs_passed_in() -> None:
     from resnet_probe.data.given import given_source
 
     part = subset(given_source((x, y)), np.array([1, 4, 7]))
-    px, py = part.obj  # type: ignore[arg-type]
+    px, py = part.obj  # type: ignore[attr-defined]
     assert len(part) == 3 and torch.equal(px, x[[1, 4, 7]]) and torch.equal(py, y[[1, 4, 7]])
 
 
