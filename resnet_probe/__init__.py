@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # what editors and mypy see; at run time the names load on fi
         load_data,
         load_model,
         paths,
+        prune,
         reorder,
         response_std,
         run,
@@ -34,7 +35,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was ne
 
 __all__ = [
     "__version__", "load_model", "load_data", "topology", "Plan", "run_plans", "run", "evaluate", "lesion",
-    "reorder", "paths", "gradients", "response_std",
+    "reorder", "paths", "gradients", "response_std", "prune",
 ]
 _API = tuple(__all__[1:])
 

@@ -29,6 +29,7 @@ from resnet_probe.analyses.evaluate import EvaluateResult
 from resnet_probe.analyses.gradients import GradientsResult
 from resnet_probe.analyses.lesion import LesionResult
 from resnet_probe.analyses.paths import PathsResult
+from resnet_probe.analyses.prune import PruneResult
 from resnet_probe.analyses.reorder import ReorderResult
 from resnet_probe.analyses.response_std import ResponseStdResult
 from resnet_probe.data import DataSource, load_data
@@ -47,7 +48,7 @@ from resnet_probe.structure import Topology
 
 __all__ = [
     "Plan", "load_model", "load_data", "topology", "run_plans", "run", "evaluate", "lesion", "reorder", "paths",
-    "gradients", "response_std",
+    "gradients", "response_std", "prune",
 ]
 
 ModelLike = Union[LoadedModel, str, Path, nn.Module]
@@ -168,6 +169,30 @@ def gradients(
 def response_std(model: ModelLike, data: DataLike = None, **run_options: Unpack[RunOptions]) -> ResponseStdResult:
     """Std of every 3x3 conv's response after BN (He et al. Fig. 7); ``compare=`` adds models."""
     return _typed(ResponseStdResult, run("response-std", model, data, **run_options))
+
+
+def prune(
+    model: ModelLike,
+    data: DataLike = None,
+    *,
+    remove: int = 1,
+    method: str = "greedy",
+    calibration: float = 0.5,
+    save: str | None = None,
+    metric: MetricLike = "auto",
+    **run_options: Unpack[RunOptions],
+) -> PruneResult:
+    """Remove ``remove`` units chosen on a ``calibration`` share of the data; the accuracy kept on the rest.
+
+    ``method``: ``greedy`` (SLEB's search), ``lesion`` (cheapest single deletions) or ``last``. The units
+    leave a copy's module tree (params, FLOPs and latency before and after); ``save`` writes it as a .pt2.
+
+    Example:
+        >>> rp.prune("resnet20", "cifar10-sample", remove=2, save="pruned.pt2")
+    """
+    result = run("prune", model, data, remove=remove, method=method, calibration=calibration, save=save,
+                 metric=metric, **run_options)
+    return _typed(PruneResult, result)
 
 
 def topology(model: ModelLike, *, units: Sequence[str] | None = None) -> Topology:

@@ -13,7 +13,7 @@ from resnet_probe.plugins import discover
 
 BUILT_IN = {p.name: p.analysis for p in discover() if p.package == "resnet-probe" and p.analysis is not None}
 FUNCTIONS = {"evaluate": api.evaluate, "lesion": api.lesion, "reorder": api.reorder, "paths": api.paths,
-             "gradients": api.gradients, "response-std": api.response_std}
+             "gradients": api.gradients, "response-std": api.response_std, "prune": api.prune}
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))

@@ -12,6 +12,7 @@ import resnet_probe as rp
 from resnet_probe.analyses.evaluate import EvaluateResult
 from resnet_probe.analyses.lesion import LesionResult
 from resnet_probe.analyses.paths import PathsResult
+from resnet_probe.analyses.prune import PruneResult
 from resnet_probe.structure import Topology
 
 
@@ -23,3 +24,4 @@ def test_the_api_is_typed() -> None:
     assert_type(rp.paths(model), PathsResult)
     assert_type(rp.topology(model.model), Topology)
     assert_type(rp.Plan.delete(1), rp.Plan)
+    assert_type(rp.prune(model, (x, y), remove=1, method="last", calibration=0.5), PruneResult)
