@@ -115,6 +115,8 @@ def provenance_sentence(record: RunRecord) -> str | None:
                 "not a trained one")
     elif kind == "pretrained":
         what = f"{spec} with its library's pretrained weights"
+    elif kind == "hf":
+        what = f"{spec}, a Hugging Face {prov.get('architecture')} with the weights saved at {prov.get('path')}"
     elif kind == "checkpoint":
         what = f"{spec} with the weights of {prov.get('file')} ({prov.get('format')} checkpoint)"
     elif kind == "export":

@@ -147,6 +147,8 @@ def provenance(loaded: LoadedModel) -> dict[str, Any]:
         out["kind"] = "random"
     elif weights == "pretrained":
         out["kind"] = "pretrained"
+    elif weights == "hugging face":
+        out |= {"kind": "hf", "path": meta.get("hf_path"), "architecture": meta.get("architecture")}
     elif isinstance(meta.get("train_args"), dict):
         args = meta["train_args"]
         out |= {"kind": "trained", "dataset": meta.get("dataset"), "iterations": args.get("iters"),

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from resnet_probe.data.folder import FolderSource, load_folder
+from resnet_probe.data.given import given_source
 from resnet_probe.data.known import (
     CIFAR,
     DATASETS,
@@ -43,6 +44,7 @@ __all__ = [
 
 SPLITS = ("train", "test")
 LAYOUTS = (
+    "a .npy of token ids (sequences, tokens), "
     "a CIFAR root (a folder holding cifar-10-batches-py or cifar-100-python), "
     "an image folder (one sub-folder of images per class, ImageNet val layout) "
     "or an .npz file with 'images' uint8 (N, H, W, 3) and 'labels' (N,)"
@@ -105,8 +107,10 @@ def _from_path(path: Path, dataset: str | None, split: str, download: bool, limi
     if dataset in ("digits", SAMPLE):
         raise DataError(f"{dataset} is built in and takes no --data path")
     if path.is_file():
+        if path.suffix.lower() == ".npy":
+            return load_token_ids(path, limit)
         if path.suffix.lower() != ".npz":
-            raise DataError(f"{path} is not an .npz file; expected {LAYOUTS}")
+            raise DataError(f"{path} is not an .npz or .npy file; expected {LAYOUTS}")
         return load_npz(path, dataset, split, limit)
     if not path.is_dir():
         raise DataError(f"{path} does not exist; expected {LAYOUTS}")
@@ -123,6 +127,27 @@ def _from_path(path: Path, dataset: str | None, split: str, download: bool, limi
     if not any(p.is_dir() for p in path.iterdir()):
         raise DataError(f"{path} has no class sub-folders; expected {LAYOUTS}")
     return load_folder(path, dataset, split, limit)
+
+
+def load_token_ids(path: Path, limit: int | None = None) -> DataSource:
+    """Token ids of a causal language model, (sequences, tokens) integers in an ``.npy`` (read without pickles)."""
+    import numpy as np
+    import torch
+
+    try:
+        ids = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path} is not a readable .npy of token ids ({' '.join(str(exc).split())[:160]})") from None
+    if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.shape[1] < 2 or ids.shape[0] < 1:
+        raise DataError(
+            f"{path} holds {ids.dtype} {tuple(ids.shape)}; expected integer token ids (sequences, tokens >= 2)"
+        )
+    rows = ids[:limit] if limit is not None else ids
+    tokens = torch.from_numpy(np.array(rows, dtype=np.int64))
+    if int(tokens.min()) < 0:
+        raise DataError(f"{path} holds negative token ids")
+    source = given_source(tokens)
+    return replace(source, path=str(path))
 
 
 def load_sample(split: str, limit: int | None = None) -> TensorSource:

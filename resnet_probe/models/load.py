@@ -253,8 +253,36 @@ def _hub_builder(spec: ModelSpec, *, with_tag: bool = True) -> Any:
     return build
 
 
+def _load_hf(
+    spec: ModelSpec, checkpoint: str | Path | None, weights: str, dataset: str | None, num_classes: int | None
+) -> LoadedModel:
+    """A causal LM from a ``save_pretrained`` directory or the local Hugging Face cache, never downloaded."""
+    if checkpoint is not None or weights == "pretrained":
+        raise ProbeError(f"hf:{spec.name} carries its own weights: no --checkpoint or --pretrained")
+    try:
+        import transformers
+    except ImportError:
+        raise ProbeError("hf: models need transformers: pip install 'resnet-probe[hf]'") from None
+    try:
+        config = transformers.AutoConfig.from_pretrained(spec.name, local_files_only=True)
+        if weights == "random":
+            model = transformers.AutoModelForCausalLM.from_config(config)
+        else:
+            model = transformers.AutoModelForCausalLM.from_pretrained(spec.name, local_files_only=True)
+    except (OSError, ValueError) as exc:  # not there offline, or not a causal LM
+        reason = " ".join(str(exc).split())[:200]
+        raise OfflineError(
+            f"cannot load hf:{spec.name} from a local directory or the local Hugging Face cache ({reason})"
+        ) from None
+    meta = {"weights": "random" if weights == "random" else "hugging face", "hf_path": spec.name,
+            "architecture": type(model).__name__}
+    loaded = from_module(model.eval(), spec=spec, metadata=meta)
+    return replace(loaded, num_classes=int(config.vocab_size))
+
+
 RESOLVERS: dict[str, Callable[..., LoadedModel]] = {
     "zoo": _load_zoo, "tv": _load_hub, "timm": _load_hub, "export": _load_export, "python": _load_python,
+    "hf": _load_hf,
 }
 
 

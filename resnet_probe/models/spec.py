@@ -19,6 +19,7 @@ SOURCES: dict[str, str] = {
     "timm": "timm",
     "export": "a torch.export program file (net.pt2)",
     "python": "your own code: path/to/file.py:factory or package.module:factory (it is run)",
+    "hf": "a Hugging Face causal LM: a save_pretrained directory or a name in the local cache (offline)",
 }
 #: sources whose name is a path or an import target, not a library's model name
 FILE_SOURCES = ("export", "python")
@@ -79,6 +80,10 @@ def parse(text: str) -> ModelSpec:
     if source not in SOURCES:
         valid = ", ".join(f"{k}: ({v})" for k, v in SOURCES.items())
         raise UnknownModelError(f"unknown model source {source!r} in {text!r}; valid sources: {valid}")
+    if source == "hf":
+        if not rest.strip():
+            raise UnknownModelError(f"malformed hf model {text!r}; expected hf:DIRECTORY or hf:org/name")
+        return ModelSpec("hf", rest.strip())
     if source in FILE_SOURCES:
         found = _file_spec(rest)
         if found is None or found.source != source:

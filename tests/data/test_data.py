@@ -224,7 +224,7 @@ def test_npz_label_out_of_range(tmp_path: Path) -> None:
 
 def test_not_an_npz(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("hi")
-    _one_line_error("not an .npz file", data=tmp_path / "x.txt")
+    _one_line_error("not an .npz or .npy file", data=tmp_path / "x.txt")
     (tmp_path / "y.npz").write_text("not a zip")
     _one_line_error("cannot read", data=tmp_path / "y.npz")
 

@@ -26,8 +26,8 @@ def test_unknown_zoo_name_lists_valid_names() -> None:
 
 
 def test_unknown_source() -> None:
-    with pytest.raises(UnknownModelError, match="unknown model source 'hf'"):
-        parse("hf:resnet50")
+    with pytest.raises(UnknownModelError, match="unknown model source 'keras'"):
+        parse("keras:resnet50")
 
 
 def test_spec_with_checkpoint() -> None:
