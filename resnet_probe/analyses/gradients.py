@@ -318,6 +318,12 @@ class GradientsAnalysis(Analysis):
         if n == 0:
             raise PlanError("gradients need residual units: this model has no shortcuts to route around")
         ks = parse_lengths(k, n)
+        x, _ = next(iter(data.batches(1, ctx.preprocessing)))
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            raise PlanError(
+                "gradients take the gradient at the network's input, which must be float (images); for token ids "
+                "(a language model) the gradient at the embeddings is not built yet"
+            )
         lengths = job_lengths(ks, samples, ctx.seed)
         with ctx.progress("path gradients", len(lengths)) as advance:
             norms = sample_norms(

@@ -183,7 +183,7 @@ class ReorderAnalysis(Analysis):
         scores = score_resumable(
             ctx.executor, data, plans, keys, journal=ctx.journal, batch_size=ctx.batch_size,
             preprocessing=ctx.preprocessing, progress=ctx.progress, description=f"reorder {ctx.loaded.spec}",
-            stop=ctx.stopping, always=[0],
+            stop=ctx.stopping, always=[0], metric="top1",  # reorder's report and summaries speak accuracy
         )
         level = ctx.confidence
         tests = paired_tests(scores[0], scores[1:], level)

@@ -167,6 +167,11 @@ def test_token_ids_and_a_language_model_default_to_the_per_sequence_token_loss()
     assert result.baseline.score == pytest.approx(float(per_sequence.double().mean()), abs=1e-6)
     assert result.to_frame().loc[0, "loss"] == pytest.approx(result.baseline.score)
     assert len(result.configs) == 4
+    # what does not speak language-model losses yet says so in one line instead of printing accuracies of 0
+    with pytest.raises(ProbeError, match="top1 needs one class index per example"):
+        rp.reorder(lm, ids, swaps="1", samples=2)
+    with pytest.raises(ProbeError, match="gradient at the embeddings is not built yet"):
+        rp.gradients(lm, ids, samples=2)
 
 
 def test_units_names_the_residual_units_where_discovery_is_not_wanted(own, sample) -> None:
