@@ -39,7 +39,7 @@ def score_resumable(
     chunk: int = CHUNK,
     stop: Stopping | None = None,
     always: Collection[int] = (),
-    metric: Metric | None = None,
+    metric: Metric | str | None = None,
 ) -> list[Score]:
     """The score of every plan; ``keys[i]`` (JSON-able) names plan i in the journal.
 
