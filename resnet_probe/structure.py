@@ -252,6 +252,18 @@ _TOPOLOGY_HTML = """<div><strong>{{ title }}</strong><table>
 </table>{% for note in notes %}<p>{{ note }}</p>{% endfor %}</div>"""
 
 
+def token_unit(
+    index: int, name: str, width: int, module: nn.Module, residual: Fn,
+    responses: tuple[tuple[str, nn.Module], ...] = (),
+) -> Unit:
+    """A transformer's attention or MLP unit: ``r + residual(r)`` on (batch, tokens, width), one stage, no stride."""
+    return Unit(
+        index=index, name=name, stage=1, in_channels=width, out_channels=width, stride=1, downsampling=False,
+        shortcut_kind="identity", shortcut=identity, residual=residual, post=identity, module=module,
+        responses=responses, responses_channels_last=True,
+    )
+
+
 def count_params(model: nn.Module) -> int:
     """Number of parameters of a model."""
     return sum(p.numel() for p in model.parameters())

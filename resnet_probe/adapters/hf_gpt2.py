@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from resnet_probe.adapters import hf_common as hf
 from resnet_probe.errors import AdapterError
-from resnet_probe.structure import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, token_unit
 
 FAMILY = "hf-gpt2"
 _MODULE = "transformers.models.gpt2.modeling_gpt2"
@@ -78,8 +78,8 @@ def build(module: nn.Module) -> Topology:
     units: list[Unit] = []
     for i, block in enumerate(gpt.h):
         attn = _attention(block, masking.fn)
-        units.append(_unit(len(units), f"transformer.h.{i}.attn", hidden, block.attn, attn))
-        units.append(_unit(len(units), f"transformer.h.{i}.mlp", hidden, block.mlp, _mlp(block)))
+        units.append(token_unit(len(units), f"transformer.h.{i}.attn", hidden, block.attn, attn))
+        units.append(token_unit(len(units), f"transformer.h.{i}.mlp", hidden, block.mlp, _mlp(block)))
 
     def stem(ids: Tensor) -> Tensor:
         pos = hf.position_ids(ids)
@@ -125,22 +125,3 @@ def _mlp(block: Any) -> Fn:
         return block.mlp(block.ln_2(h))
 
     return mlp
-
-
-def _unit(index: int, name: str, hidden: int, module: nn.Module, residual: Fn) -> Unit:
-    """One identity-shortcut unit on the (batch, seq, hidden) stream."""
-    return Unit(
-        index=index,
-        name=name,
-        stage=1,
-        in_channels=hidden,
-        out_channels=hidden,
-        stride=1,
-        downsampling=False,
-        shortcut_kind="identity",
-        shortcut=identity,
-        residual=residual,
-        post=identity,
-        module=module,
-        responses_channels_last=True,  # (batch, seq, hidden), should responses ever be read
-    )

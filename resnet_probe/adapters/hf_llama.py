@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from resnet_probe.adapters import hf_common as hf
 from resnet_probe.errors import AdapterError
-from resnet_probe.structure import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, token_unit
 
 LAYOUT = "hf-llama"  # the layout; a topology names its own family: hf-llama, hf-mistral, hf-qwen2, hf-qwen3
 
@@ -122,8 +122,8 @@ def build(module: nn.Module) -> Topology:
         attn = _attention(layer, rotary, masking.fn)
         mlp = _mlp(layer)
         hidden = int(config.hidden_size)
-        units.append(_unit(len(units), f"model.layers.{i}.self_attn", hidden, layer.self_attn, attn))
-        units.append(_unit(len(units), f"model.layers.{i}.mlp", hidden, layer.mlp, mlp))
+        units.append(token_unit(len(units), f"model.layers.{i}.self_attn", hidden, layer.self_attn, attn))
+        units.append(token_unit(len(units), f"model.layers.{i}.mlp", hidden, layer.mlp, mlp))
 
     def stem(ids: Tensor) -> Tensor:
         return inner.embed_tokens(ids)
@@ -178,22 +178,3 @@ def _mlp(layer: Any) -> Fn:
         return layer.mlp(layer.post_attention_layernorm(h))
 
     return mlp
-
-
-def _unit(index: int, name: str, hidden: int, module: nn.Module, residual: Fn) -> Unit:
-    """One identity-shortcut unit on the (batch, seq, hidden) stream."""
-    return Unit(
-        index=index,
-        name=name,
-        stage=1,
-        in_channels=hidden,
-        out_channels=hidden,
-        stride=1,
-        downsampling=False,
-        shortcut_kind="identity",
-        shortcut=identity,
-        residual=residual,
-        post=identity,
-        module=module,
-        responses_channels_last=True,  # (batch, seq, hidden), should responses ever be read
-    )

@@ -17,7 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from resnet_probe.errors import AdapterError
-from resnet_probe.structure import Fn, Topology, Unit, identity
+from resnet_probe.structure import Fn, Topology, Unit, token_unit
 
 FAMILY = "vit"
 _MODULE = "timm.models.vision_transformer"
@@ -85,7 +85,8 @@ def build(module: nn.Module) -> Topology:
                 "only (parallel blocks are not a chain of residual units)"
             )
         for part, residual, response in (("attn", attn, responses[0]), ("mlp", mlp, responses[1])):
-            units.append(_unit(len(units), f"blocks.{i}.{part}", int(model.embed_dim), block, residual, response))
+            name = f"blocks.{i}.{part}"
+            units.append(token_unit(len(units), name, int(model.embed_dim), block, residual, (response,)))
     if not units:
         raise AdapterError("this timm VisionTransformer has no blocks")
 
@@ -123,26 +124,6 @@ def _postnorm_branches(block: Any) -> tuple[Fn, Fn]:
         return block.drop_path2(block.norm2(block.mlp(x)))
 
     return attn, mlp
-
-
-def _unit(index: int, name: str, dim: int, block: nn.Module, residual: Fn, response: tuple[str, nn.Module]) -> Unit:
-    """One identity-shortcut unit on (batch, tokens, dim) tensors."""
-    return Unit(
-        index=index,
-        name=name,
-        stage=1,
-        in_channels=dim,
-        out_channels=dim,
-        stride=1,
-        downsampling=False,
-        shortcut_kind="identity",
-        shortcut=identity,
-        residual=residual,
-        post=identity,
-        module=block,
-        responses=(response,),
-        responses_channels_last=True,  # (batch, tokens, dim)
-    )
 
 
 def _notes(model: Any) -> tuple[str, ...]:
