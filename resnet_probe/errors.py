@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """``Type: first line of the message``, shortened."""
+    text = str(exc).strip().splitlines()
+    first = " ".join(text[0].split()) if text else ""
+    first = first if len(first) <= limit else first[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 class ProbeError(Exception):
     """A mistake in what the user asked for; the message is the whole explanation."""
 

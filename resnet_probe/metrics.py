@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 import torch
 from torch import Tensor
 
-from resnet_probe.errors import MetricError
+from resnet_probe.errors import MetricError, first_line
 
 MetricFn = Callable[[Tensor, Any], Tensor]
 MetricLike = Union[str, MetricFn, "Metric"]
@@ -44,7 +44,7 @@ class Metric:
         except MetricError:
             raise
         except Exception as exc:  # the user's callable may raise anything
-            raise MetricError(f"metric {self.name!r} fails ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise MetricError(f"metric {self.name!r} fails ({first_line(exc)})") from None
         if not isinstance(out, Tensor):
             raise MetricError(
                 f"metric {self.name!r} returns a {type(out).__name__}; expected a tensor of {batch} values"
@@ -162,9 +162,3 @@ def resolve_metric(metric: MetricLike | None) -> Metric:
         name = getattr(metric, "__name__", type(metric).__name__)
         return Metric(name if name != "<lambda>" else "custom", metric, None, "a metric passed in")
     raise MetricError(f"metric {metric!r}: expected one of {', '.join(NAMED)} or a callable (outputs, targets)")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = " ".join(lines[0].split()) if lines else ""
-    return text if len(text) <= 160 else text[:157] + "..."

@@ -127,15 +127,20 @@ def pack_bits(correct: np.ndarray) -> str:
     return base64.b64encode(np.packbits(bits, bitorder="little").tobytes()).decode("ascii")
 
 
-def unpack_bits(text: str, n: int) -> np.ndarray:
-    """Inverse of pack_bits for n images; raises ValueError on bad base64, wrong length or set padding bits."""
-    n = _check_count(n, "n")
+def _b64decode(text: str) -> bytes:
+    """The bytes of a packed vector; ValueError for anything but valid base64 text."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
     try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
+        return base64.b64decode(text.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError) as exc:
         raise ValueError(f"not valid base64: {exc}") from None
+
+
+def unpack_bits(text: str, n: int) -> np.ndarray:
+    """Inverse of pack_bits for n images; raises ValueError on bad base64, wrong length or set padding bits."""
+    n = _check_count(n, "n")
+    raw = _b64decode(text)
     expected = (n + 7) // 8
     if len(raw) != expected:
         raise ValueError(f"{n} images need {expected} packed bytes, got {len(raw)}")
@@ -157,12 +162,7 @@ def pack_floats(values: np.ndarray) -> str:
 def unpack_floats(text: str, n: int) -> np.ndarray:
     """Inverse of pack_floats for n values; raises ValueError on bad base64, a wrong length or non-finite values."""
     n = _check_count(n, "n")
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a str, got {type(text).__name__}")
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (ValueError, UnicodeEncodeError) as exc:
-        raise ValueError(f"not valid base64: {exc}") from None
+    raw = _b64decode(text)
     if len(raw) != 8 * n:
         raise ValueError(f"{n} values need {8 * n} packed bytes, got {len(raw)}")
     x = np.frombuffer(raw, dtype="<f8").astype(np.float64)

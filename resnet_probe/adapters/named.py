@@ -21,9 +21,8 @@ from resnet_probe.adapters.tracing import (
     _concrete_args,
     _leaf_types,
     _Tracer,
-    first_line,
 )
-from resnet_probe.errors import AdapterError
+from resnet_probe.errors import AdapterError, first_line
 from resnet_probe.structure import Fn, Topology, Unit, identity
 
 FAMILY = "named"

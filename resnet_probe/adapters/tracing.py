@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from torch import fx, nn
 
-from resnet_probe.errors import AdapterError
+from resnet_probe.errors import AdapterError, first_line
 
 # Leaf lists of these packages are generic layers (convs with same-padding, norm + act, pools):
 # no residual addition lies inside one of them.
@@ -42,14 +42,6 @@ def refuse(model: nn.Module, reason: str) -> AdapterError:
         f"could not find residual units in {type(model).__name__} by tracing: {reason}; "
         "write an adapter (see resnet_probe/adapters/)"
     )
-
-
-def first_line(exc: BaseException, limit: int = 160) -> str:
-    """``Type: first line of the message``, shortened."""
-    text = str(exc).strip().splitlines()
-    first = " ".join(text[0].split()) if text else ""
-    first = first if len(first) <= limit else first[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def trace(model: nn.Module) -> Traced:

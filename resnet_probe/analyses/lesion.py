@@ -154,7 +154,7 @@ class LesionResult(Result):
     @classmethod
     def upgraded(cls, d: dict[str, Any]) -> dict[str, Any]:
         """Configurations of files before adaptive evaluation carry no ``n``: the baseline's."""
-        return {**_with_n(d), "compare": [_with_n(c) for c in d.get("compare", [])]}
+        return {**with_baseline_n(d), "compare": [with_baseline_n(c) for c in d.get("compare", [])]}
 
     @property
     def study(self) -> LesionStudy:
@@ -194,7 +194,8 @@ class LesionResult(Result):
         return frame
 
 
-def _with_n(study: dict[str, Any]) -> dict[str, Any]:
+def with_baseline_n(study: dict[str, Any]) -> dict[str, Any]:
+    """A study's configurations with the baseline's ``n`` where they carry none (files before adaptive evaluation)."""
     n = study.get("baseline", {}).get("n", 0)
     return {**study, "configs": [{"n": n, **c} for c in study.get("configs", [])]}
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from resnet_probe.analyses.base import Analysis, Option, RunContext
-from resnet_probe.analyses.lesion import Baseline, UnitInfo, parse_range, unit_infos
+from resnet_probe.analyses.lesion import Baseline, UnitInfo, parse_range, unit_infos, with_baseline_n
 from resnet_probe.analyses.resumable import score_resumable
 from resnet_probe.bounds import MAX_SAMPLES, check_samples
 from resnet_probe.errors import PlanError
@@ -81,8 +81,7 @@ class ReorderResult(Result):
     @classmethod
     def upgraded(cls, d: dict[str, Any]) -> dict[str, Any]:
         """Configurations of files before adaptive evaluation carry no ``n``: the baseline's."""
-        n = d.get("baseline", {}).get("n", 0)
-        return {**d, "configs": [{"n": n, **c} for c in d.get("configs", [])]}
+        return with_baseline_n(d)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per order: the original (0 swaps) and every reordered net."""

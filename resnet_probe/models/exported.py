@@ -577,7 +577,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _reason(exc: BaseException) -> str:
-    from resnet_probe.adapters.tracing import first_line
+    from resnet_probe.errors import first_line
 
     return first_line(exc, 120)
 

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from torch import nn
 
-from resnet_probe.errors import ModelError, UnknownModelError
+from resnet_probe.errors import ModelError, UnknownModelError, first_line
 
 
 def build_from_factory(target: str) -> nn.Module:
@@ -37,7 +37,7 @@ def build_from_factory(target: str) -> nn.Module:
     try:
         model = factory()
     except Exception as exc:  # the user's own code may raise anything
-        raise ModelError(f"{where}:{name}() fails ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ModelError(f"{where}:{name}() fails ({first_line(exc)})") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{where}:{name}() returns a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -58,17 +58,11 @@ def _import(where: str) -> ModuleType:
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's own code may raise anything
             sys.modules.pop(name, None)
-            raise ModelError(f"importing {path} fails ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise ModelError(f"importing {path} fails ({first_line(exc)})") from None
         return module
     try:
         return importlib.import_module(where)
     except ModuleNotFoundError as exc:
-        raise UnknownModelError(f"cannot import {where} ({_first_line(exc)}); is it on PYTHONPATH?") from None
+        raise UnknownModelError(f"cannot import {where} ({first_line(exc)}); is it on PYTHONPATH?") from None
     except Exception as exc:  # the user's own code may raise anything
-        raise ModelError(f"importing {where} fails ({type(exc).__name__}: {_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = " ".join(lines[0].split()) if lines else ""
-    return text if len(text) <= 160 else text[:157] + "..."
+        raise ModelError(f"importing {where} fails ({first_line(exc)})") from None

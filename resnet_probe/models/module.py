@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from resnet_probe.adapters import build_topology
-from resnet_probe.errors import ModelError
+from resnet_probe.errors import ModelError, first_line
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.models.spec import ModelSpec
 from resnet_probe.structure import Topology
@@ -77,7 +77,7 @@ def check_output(loaded: LoadedModel, x: torch.Tensor) -> int:
     except Exception as exc:  # the user's forward may raise anything
         raise ModelError(
             f"{loaded.spec}: the forward pass fails on a batch of shape {tuple(x.shape)} "
-            f"({type(exc).__name__}: {_first_line(exc)})"
+            f"({first_line(exc)})"
         ) from None
     language = isinstance(logits, torch.Tensor) and logits.dim() == 3 and x.dim() == 2 and not x.is_floating_point()
     if not isinstance(logits, torch.Tensor) or (logits.dim() != 2 and not language) or logits.shape[0] != x.shape[0]:
@@ -87,9 +87,3 @@ def check_output(loaded: LoadedModel, x: torch.Tensor) -> int:
             f"(batch, classes), or (batch, seq, vocab) for token ids"
         )
     return int(logits.shape[-1])
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = " ".join(lines[0].split()) if lines else ""
-    return text if len(text) <= 160 else text[:157] + "..."
