@@ -33,7 +33,7 @@ from resnet_probe.analyses.prune import PruneResult
 from resnet_probe.analyses.reorder import ReorderResult
 from resnet_probe.analyses.response_std import ResponseStdResult
 from resnet_probe.data import DataSource, load_data
-from resnet_probe.data.given import given_source
+from resnet_probe.data.given import GivenSource, given_source
 from resnet_probe.errors import DataError, ModelError
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.metrics import MetricLike
@@ -250,7 +250,8 @@ def _model(model: ModelLike, data: DataSource | None, units: Sequence[str] | Non
     elif _is_exported_program(model):
         loaded = from_module(getattr(model, "module")(), units=units, name="ExportedProgram")  # noqa: B009
     elif isinstance(model, (str, Path)):
-        named = data if data is not None and not _given(data) else None  # data passed in: some classes only
+        # data passed in may hold only some of the classes: it does not decide the model's
+        named = data if data is not None and not isinstance(data, GivenSource) else None
         loaded = load_model(
             str(model), dataset=named.name if named is not None else None,
             num_classes=named.num_classes if named is not None and named.num_classes else None, units=units,
@@ -267,10 +268,6 @@ def _model(model: ModelLike, data: DataSource | None, units: Sequence[str] | Non
     if data.num_classes > classes:
         raise DataError(f"{data.name} has {data.num_classes} classes but {loaded.spec} predicts {classes}")
     return loaded if loaded.num_classes else dataclasses.replace(loaded, num_classes=classes)
-
-
-def _given(data: DataSource) -> bool:
-    return data.default_preprocessing.source == "given"
 
 
 def _is_exported_program(model: object) -> bool:

@@ -23,6 +23,7 @@ from resnet_probe.analyses.base import Analysis, ProgressFactory, RunContext, no
 from resnet_probe.batch_probe import BatchChoice, choose_batch_size
 from resnet_probe.bounds import MAX_SEED, describe
 from resnet_probe.data import DataSource, FolderSource, load_data
+from resnet_probe.data.given import GivenSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
@@ -64,7 +65,7 @@ def open_model(
     if settings.mean is not None or settings.std is not None:
         loaded = replace(loaded, preprocessing=option_preprocessing(settings, loaded.preprocessing))
     if data is not None and loaded.preprocessing is None and spec.source in FILE_SOURCES \
-            and data.default_preprocessing.source != "given":
+            and not isinstance(data, GivenSource):
         prep = data.default_preprocessing
         logging.getLogger("resnet_probe").warning(
             "%s carries no preprocessing: its images are normalised with %s's mean %s and std %s; pass --mean and "
@@ -117,7 +118,7 @@ def preprocessing_record(loaded: LoadedModel, data: DataSource | None) -> dict[s
     prep = loaded.preprocessing or (data.default_preprocessing if data is not None else None)
     if prep is None:
         return None
-    if data is not None and data.default_preprocessing.source == "given":
+    if isinstance(data, GivenSource):
         return {"mean": [], "std": [], "input_size": None, "resize": None, "crop": None, "source": "given",
                 "from": "the data as passed in, already preprocessed: nothing was scaled, resized or normalised"}
     resize, crop = data.sizes(prep) if isinstance(data, FolderSource) else (prep.input_size, None)
