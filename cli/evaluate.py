@@ -15,11 +15,8 @@ def evaluate(settings: RunSettings, metric: o.Metric = "auto") -> None:
 
     record, result = run_command("evaluate", settings, {"metric": metric})
     assert isinstance(result, EvaluateResult)
-    if result.metric_kind == "loss":
-        out.print(
-            f"mean {result.metric} {result.score:.4f} over {result.n} examples ({100 * settings.confidence:g} % "
-            f"interval [{result.ci[0]:.4f}, {result.ci[1]:.4f}]; lower is better), accuracy {100 * result.accuracy:.2f} %"
-        )
+    if result.metric_kind != "hit":
+        out.print(result.mean_text(f"{100 * settings.confidence:g} %"))
         return
     out.print(
         f"{'' if result.metric == 'top1' else result.metric + ' '}accuracy {100 * result.accuracy:.2f} % "

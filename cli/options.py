@@ -135,7 +135,7 @@ assert set(SHARED) == {f.name for f in fields(RunSettings)} - {"spec"}  # spec: 
 #: reorder and gradients (random sets per k, orders per k, paths per length) like reorder's --swaps
 OWN_BOUNDS: dict[str, tuple[int, int]] = {"samples": (1, MAX_SAMPLES)}
 
-Metric = Annotated[str, typer.Option("--metric", help="What each configuration is scored by: auto (top1; loss for a language model) | top1 | top5 (hits: Wilson interval, exact McNemar) | loss (cross-entropy per image, or mean token loss per sequence: t interval, paired sign-flip test; lower is better).")]
+Metric = Annotated[str, typer.Option("--metric", help="What each configuration is scored by: auto (top1; loss for a language model) | top1 | top5 (hits: Wilson interval, exact McNemar) | loss (cross-entropy per image, or mean token loss per sequence: t interval, paired sign-flip test; lower is better) | next_token (a language model's share of next tokens predicted right per sequence; t interval, sign-flip test; higher is better).")]
 
 
 def _bounded(param: inspect.Parameter) -> inspect.Parameter:

@@ -44,7 +44,7 @@ class ScoreValue(_Strict):
     loss_sum: float = Field(ge=0)
     hits: str | None = None
     stopped: bool = False
-    kind: Literal["hit", "loss"] = "hit"
+    kind: Literal["hit", "loss", "mean"] = "hit"
     values: str | None = None
     value_sum: float = 0.0
 
@@ -52,9 +52,9 @@ class ScoreValue(_Strict):
     def _consistent(self, info: ValidationInfo) -> ScoreValue:
         from resnet_probe.stats import unpack_bits, unpack_floats
 
-        if self.kind == "loss":
+        if self.kind in ("loss", "mean"):
             if self.values is None:
-                raise ValueError("a loss score needs its per-example values")
+                raise ValueError(f"a {self.kind} score needs its per-example values")
             unpack_floats(self.values, self.n)  # ValueError on a bad packing or a non-finite value
 
         if self.correct > self.n:

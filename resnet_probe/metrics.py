@@ -4,10 +4,13 @@ A *hit* metric (``top1``, ``top5``, a callable returning bools) keeps today's st
 the share of hits with its Wilson interval, exact McNemar against the unchanged model. A
 *loss* metric (``loss``, a callable returning floats) is a mean per example with a t interval
 and a paired sign-flip permutation test per example (Holm across the run); lower is better.
+A *mean* metric (``next_token``) has a loss's statistics, but higher is better: a share per
+example that is not one hit, e.g. the fraction of a sequence's next tokens predicted right.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -18,8 +21,9 @@ from resnet_probe.errors import MetricError, first_line
 
 MetricFn = Callable[[Tensor, Any], Tensor]
 MetricLike = Union[str, MetricFn, "Metric"]
-HIT, LOSS = "hit", "loss"
-KINDS = (HIT, LOSS)
+HIT, LOSS, MEAN = "hit", "loss", "mean"
+KINDS = (HIT, LOSS, MEAN)
+FLOATS = (LOSS, MEAN)  # a float per example: t interval of the mean, paired sign-flip test
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,11 @@ class Metric:
             kind = LOSS
         else:
             raise MetricError(f"metric {self.name!r} returns {out.dtype}; expected bool (a hit) or float (a loss)")
+        if kind == LOSS and self.kind == MEAN:
+            kind = MEAN
         if self.kind is not None and kind != self.kind:
             raise MetricError(f"metric {self.name!r} returned {kind} values after {self.kind} values")
-        if kind == LOSS:
+        if kind in FLOATS:
             out = out.detach().double()
             if not bool(torch.isfinite(out).all()):
                 raise MetricError(f"metric {self.name!r} returns NaN or infinite values; expected finite losses")
@@ -111,24 +117,44 @@ def sequence_loss(logits: Tensor, ids: Any) -> Tensor:
 
     ``logits`` (batch, seq, vocab) predict ``ids`` (batch, seq) one position ahead.
     """
+    _check_ids(logits, ids, "a language-model loss")
     batch, seq, vocab = logits.shape
-    if not isinstance(ids, Tensor) or ids.shape != (batch, seq) or ids.is_floating_point():
-        shape = tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__
-        raise MetricError(f"a language-model loss needs token ids ({batch}, {seq}) beside the logits, got {shape}")
-    if seq < 2:
-        raise MetricError("a language-model loss needs sequences of at least 2 tokens (one to predict from)")
-    if int(ids.min()) < 0 or int(ids.max()) >= vocab:
-        raise MetricError(f"token ids outside [0, {vocab}): the model's vocabulary has {vocab} entries")
     flat = torch.nn.functional.cross_entropy(
         logits[:, :-1].float().reshape(-1, vocab), ids[:, 1:].long().reshape(-1), reduction="none"
     )
     return flat.view(batch, seq - 1).mean(dim=1)
 
 
+def _check_ids(logits: Tensor, ids: Any, what: str) -> None:
+    if logits.dim() != 3:
+        raise MetricError(f"{what} is a language-model metric; the model gives {tuple(logits.shape)} outputs, "
+                          "not (batch, seq, vocab)")
+    batch, seq, vocab = logits.shape
+    if not isinstance(ids, Tensor) or ids.shape != (batch, seq) or ids.is_floating_point():
+        shape = tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__
+        raise MetricError(f"{what} needs token ids ({batch}, {seq}) beside the logits, got {shape}")
+    if seq < 2:
+        raise MetricError(f"{what} needs sequences of at least 2 tokens (one to predict from)")
+    if int(ids.min()) < 0 or int(ids.max()) >= vocab:
+        raise MetricError(f"token ids outside [0, {vocab}): the model's vocabulary has {vocab} entries")
+
+
+def next_token_accuracy(logits: Tensor, ids: Any) -> Tensor:
+    """Each sequence's share of next tokens predicted right (top-1): ``logits[:, t]`` predicts ``ids[:, t + 1]``."""
+    _check_ids(logits, ids, "next_token")
+    return (logits[:, :-1].argmax(dim=-1) == ids[:, 1:]).double().mean(dim=1)
+
+
+def perplexity(mean_loss: float) -> float:
+    """Perplexity of a mean per-token loss in nats (equal-length sequences: the mean of the sequence means)."""
+    return math.exp(mean_loss)
+
+
 NAMED: dict[str, Metric] = {
     "top1": Metric("top1", _top1, HIT, "top-1 accuracy"),
     "top5": Metric("top5", _top5, HIT, "top-5 accuracy"),
     "loss": Metric("loss", _loss, LOSS, "cross-entropy per example"),
+    "next_token": Metric("next_token", next_token_accuracy, MEAN, "share of a sequence's next tokens predicted right"),
 }
 AUTO = "auto"  # top1 for classifiers, the per-sequence mean token loss for causal language models
 NAMED[AUTO] = Metric(AUTO, _top1, None, "top1 for (batch, classes) outputs, loss for (batch, seq, vocab)")

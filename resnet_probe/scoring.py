@@ -14,7 +14,7 @@ from resnet_probe.data import DataSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import MetricError, PlanError
 from resnet_probe.executor import Executor, Plan
-from resnet_probe.metrics import AUTO, HIT, LOSS, Metric, class_targets, for_outputs, resolve_metric
+from resnet_probe.metrics import AUTO, FLOATS, HIT, LOSS, Metric, class_targets, for_outputs, resolve_metric
 from resnet_probe.stats import (
     confidence_sequence,
     holm,
@@ -54,14 +54,14 @@ class Score:
     @property
     def value(self) -> float:
         """The metric's mean over the examples: the share of hits, or the mean loss."""
-        if self.kind == LOSS:
+        if self.kind in FLOATS:
             return self.value_sum / self.n if self.n else 0.0
         return self.accuracy
 
     @property
     def value_array(self) -> np.ndarray:
         """Each example's metric value (hits as 0/1)."""
-        if self.kind == LOSS:
+        if self.kind in FLOATS:
             if self.values is None:
                 raise ValueError("this score carries no per-example values")
             return unpack_floats(self.values, self.n)
@@ -130,10 +130,10 @@ def score_plans(
     """
     scorer = _Scorer(resolve_metric(metric))
     if stop is not None:
-        if scorer.metric.kind == LOSS:
+        if scorer.metric.kind in FLOATS:
             raise MetricError(
                 f"adaptive evaluation (--tolerance) stops on an accuracy's interval; metric {scorer.metric.name!r} "
-                "is a loss: score every example instead"
+                "is a mean per example: score every example instead"
             )
         return _score_until_known(
             executor, data, plans, stop, set(always), batch_size=batch_size, preprocessing=preprocessing,
@@ -161,12 +161,12 @@ def score_plans(
             value_parts.append(batch_values)
         n += size
     hits = np.concatenate(parts, axis=1) if parts else np.zeros((len(plans), 0), bool)
-    if scorer.metric.kind != LOSS:
+    if scorer.metric.kind not in FLOATS:
         return [Score(int(h.sum()), n, ce, pack_bits(h)) for h, ce in zip(hits, loss, strict=True)]
     values = np.concatenate(value_parts, axis=1) if value_parts else np.zeros((len(plans), 0))
     return [
-        Score(int(h.sum()), n, ce, pack_bits(h) if scorer.classes else None, kind=LOSS, values=pack_floats(v),
-              value_sum=float(sum(v.tolist())))
+        Score(int(h.sum()), n, ce, pack_bits(h) if scorer.classes else None, kind=scorer.metric.kind or LOSS,
+              values=pack_floats(v), value_sum=float(sum(v.tolist())))
         for h, v, ce in zip(hits, values, loss, strict=True)
     ]
 
@@ -214,7 +214,7 @@ class _Scorer:
             return np.zeros((0, 0), bool), None, []
         batch_hits = torch.stack([h for h, _, _ in per_plan]).cpu().numpy()
         values = None
-        if metric.kind == LOSS:
+        if metric.kind in FLOATS:
             values = torch.stack([v for _, v, _ in per_plan]).cpu().numpy()  # type: ignore[misc]
         ce_all = torch.stack([c for _, _, c in per_plan]).tolist()
         return batch_hits, values, ce_all
@@ -280,16 +280,17 @@ def paired_tests(base: Score, scores: Sequence[Score], confidence: float, seed: 
 
     Hits: exact McNemar on the images one of the two gets right. Losses: a sign-flip permutation
     test of the mean difference per example (seeded); ``lost`` counts the examples whose loss
-    rose, ``gained`` those whose loss fell. A score that stopped early (adaptive evaluation) is
+    rose (a mean metric's value fell), ``gained`` the reverse. A score that stopped early (adaptive evaluation) is
     paired with ``base`` on the images it saw, the first ones of the same visiting order.
     """
-    if base.kind == LOSS:
+    if base.kind in FLOATS:
         ref_values = base.value_array
         counts, p = [], []
         for i, s in enumerate(scores):
             v = s.value_array
             d = v - ref_values[: s.n]
-            counts.append((int((d > 0).sum()), int((d < 0).sum())))
+            worse, better = (d > 0, d < 0) if base.kind == LOSS else (d < 0, d > 0)
+            counts.append((int(worse.sum()), int(better.sum())))
             p.append(paired_permutation_p(ref_values[: s.n], v, seed=seed + i))
     else:
         ref = base.correct_mask
@@ -306,7 +307,7 @@ def interval(score: Score, confidence: float) -> tuple[float, float]:
     """The interval of a score's accuracy: Wilson's for a fixed number of images, the
     anytime-valid confidence sequence (the one its stop was decided on) when it stopped early; for a
     loss metric the t interval of the mean loss."""
-    if score.kind == LOSS:
+    if score.kind in FLOATS:
         return mean_interval(score.value_array, confidence)
     if score.stopped:
         return confidence_sequence(score.correct, score.n, confidence)

@@ -19,13 +19,10 @@ from resnet_probe.results import RunRecord
 def eval_reading(result: EvaluateResult, record: RunRecord) -> list[str]:
     """Accuracy with its interval and loss; what these images can tell apart."""
     total = int(record.data.get("n", result.n)) if record.data else result.n
-    if result.metric_kind == "loss":
-        lo, hi = result.ci
-        return [
-            f"{record.model.get('spec')}: mean {result.metric} {result.score:.4f} per example over {result.n} "
-            f"examples ({level_of(record)} t interval [{lo:.4f}, {hi:.4f}]; lower is better); top-1 accuracy "
-            f"{100 * result.accuracy:.2f} % where the targets are class indices."
-        ]
+    if result.metric_kind != "hit":
+        from resnet_probe.reports.analyses.lesion import examples_word
+
+        return [f"{record.model.get('spec')}: {result.mean_text(level_of(record), examples_word(record))}."]
     name = "" if result.metric == "top1" else f" by {result.metric}"
     out = [
         f"{record.model.get('spec')} classifies {result.correct} of {result.n} images correctly{name} "

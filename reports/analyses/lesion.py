@@ -24,7 +24,8 @@ from resnet_probe.reports.content import (
     sample_size_sentence,
 )
 
-from resnet_probe.analyses.lesion import LesionResult, LesionStudy, UnitInfo
+from resnet_probe.analyses.lesion import Baseline, LesionConfig, LesionResult, LesionStudy, UnitInfo
+from resnet_probe.metrics import perplexity
 from resnet_probe.results import RunRecord
 from resnet_probe.stats import PERMUTATION_RESAMPLES
 
@@ -34,14 +35,16 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "
 
 @dataclass(frozen=True)
 class Scale:
-    """How the study's metric is shown: test error in % for hits, the mean itself for a loss (lower is better)."""
+    """How the study's metric is shown: test error in % for hits and shares (``mean``), the mean itself for a
+    loss (lower is better); ``floats``: the paired test is the sign-flip permutation, not McNemar."""
 
     metric: str = "top1"
     loss: bool = False
+    floats: bool = False
 
     @classmethod
     def of(cls, result: LesionResult) -> Scale:
-        return cls(result.metric, result.metric_kind == "loss")
+        return cls(result.metric, result.metric_kind == "loss", result.metric_kind != "hit")
 
     def y(self, value: float) -> float:
         """The plotted number: error in % (hits), the mean loss (losses)."""
@@ -82,6 +85,13 @@ class Scale:
         return f"lowers the mean {self.metric} by {-harm:.3f}" if harm < 0 else (
             f"raises the mean {self.metric} by {harm:.3f}")
 
+
+
+def _class_cells(row: Baseline | LesionConfig, scale: Scale) -> list[object]:
+    """correct, images, cross-entropy; the first and last blank where the targets are not class indices."""
+    if row.hits is None and scale.floats:
+        return ["", row.n, ""]
+    return [row.correct, row.n, f"{row.loss:.4f}"]
 
 
 def _studies(result: LesionResult, record: RunRecord) -> list[tuple[str, LesionStudy]]:
@@ -268,10 +278,10 @@ def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
     tables = [Table(
         "Unchanged models",
         ["model", scale.noun, f"{level_of(record)} interval", "correct", "images", "loss"],
-        [[label, scale.value(s.baseline.score), scale.interval(s.baseline.ci), s.baseline.correct, s.baseline.n,
-          f"{s.baseline.loss:.4f}"] for label, s in studies],
+        [[label, scale.value(s.baseline.score), scale.interval(s.baseline.ci), *_class_cells(s.baseline, scale)]
+         for label, s in studies],
     )]
-    test = "sign-flip permutation, Holm" if scale.loss else "McNemar, Holm"
+    test = "sign-flip permutation, Holm" if scale.floats else "McNemar, Holm"
     for label, s in studies:
         base = s.baseline.score
         rows = []
@@ -282,8 +292,9 @@ def lesion_tables(result: LesionResult, record: RunRecord) -> list[Table]:
                 ", ".join(sorted({str(u.stage) for u in units})),
                 "yes" if any(u.downsampling for u in units) else "",
                 ", ".join(sorted({u.shortcut for u in units})),
-                scale.value(c.score), scale.interval(c.ci), c.correct, c.n, scale.harm_cell(scale.harm(base, c.score)),
-                p_text(c.p_adjusted), "yes" if c.significant else "no", f"{c.loss:.4f}",
+                scale.value(c.score), scale.interval(c.ci), *_class_cells(c, scale)[:2],
+                scale.harm_cell(scale.harm(base, c.score)), p_text(c.p_adjusted), "yes" if c.significant else "no",
+                _class_cells(c, scale)[2],
             ])
         title = "Single-unit deletions" if result.sweep else "Deleted set"
         tables.append(Table(
@@ -322,7 +333,7 @@ def _study_reading(
     lead = "Deleting" if main else f"In {label}, deleting"
     out: list[str] = []
     test = (
-        "a sign-flip permutation test of the mean difference per example, Holm-adjusted" if scale.loss
+        "a sign-flip permutation test of the mean difference per example, Holm-adjusted" if scale.floats
         else "exact McNemar test on the images one of the two gets right, Holm-adjusted"
     )
     if sweep:
@@ -370,7 +381,7 @@ def _study_reading(
         deleted = [units[i] for i in c.deleted]
         together = " together" if len(deleted) > 1 else ""
         verdict = "significant" if c.significant else "not significant"
-        name = "sign-flip" if scale.loss else "McNemar"
+        name = "sign-flip" if scale.floats else "McNemar"
         out.append(
             f"{lead} {', '.join(describe_unit(u, units) for u in deleted)}{together} "
             f"{scale.cost(scale.harm(base, c.score))} ({scale.value(base)} → {scale.value(c.score)}, "
@@ -388,6 +399,18 @@ def _study_reading(
                else ".")
         )
     return out
+
+
+def perplexity_sentence(study: LesionStudy, sweep: bool) -> str:
+    """The mean token loss as perplexity, exp(loss): the unit language-model papers report (equal-length sequences)."""
+    b = study.baseline
+    text = (f"As perplexity (exp of the mean token loss): unchanged {perplexity(b.score):.2f} "
+            f"(interval [{perplexity(b.ci[0]):.2f}, {perplexity(b.ci[1]):.2f}])")
+    if study.configs:
+        worst = max(study.configs, key=lambda c: c.score)
+        which = "the worst single deletion" if sweep else "with the deletion"
+        text += f", {which} {perplexity(worst.score):.2f} (units {', '.join(worst.names)})"
+    return text + "."
 
 
 def loss_sample_sentence(n: int, tests: int, metric: str, record: RunRecord) -> str:
@@ -430,8 +453,10 @@ def lesion_reading(result: LesionResult, record: RunRecord) -> list[str]:
         out += _study_reading(label, study, result.sweep, i == 0, record, Scale.of(result))
     study = result.study
     tests = len(study.configs) + sum(r.samples for r in study.random_k)
-    if result.metric_kind == "loss":
+    if result.metric_kind != "hit":
         out.append(loss_sample_sentence(study.baseline.n, tests, result.metric, record))
+    if result.metric == "loss" and (record.data or {}).get("tokens"):
+        out.append(perplexity_sentence(study, result.sweep))
     else:
         out.append(sample_size_sentence(study.baseline.n, tests, record))
     adaptive = adaptive_sentence([c.n for c in study.configs], study.baseline.n, record)

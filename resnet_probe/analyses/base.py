@@ -106,7 +106,8 @@ class Option:
 METRIC = Option(
     "metric", str, "auto",
     "auto (top1 for classifiers, loss for causal language models) | top1 | top5 (hits) | loss (cross-entropy, "
-    "per sequence for a language model; lower is better), or from Python a callable (outputs, targets) -> one "
+    "per sequence for a language model; lower is better) | next_token (a language model's share of next tokens "
+    "predicted right per sequence; higher is better), or from Python a callable (outputs, targets) -> one "
     "value per example",
 )
 

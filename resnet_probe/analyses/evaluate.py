@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from resnet_probe.analyses.base import METRIC, Analysis, RunContext
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Plan
-from resnet_probe.metrics import MetricLike, concrete_name, resolve_metric
+from resnet_probe.metrics import MetricLike, concrete_name, perplexity, resolve_metric
 from resnet_probe.results import Result
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class EvaluateResult(Result):
     ci: tuple[float, float] = (0.0, 1.0)
     hits: str | None = None
     metric: str = "top1"
-    metric_kind: str = "hit"  # "loss": ``value`` is a mean loss, ``ci`` its t interval
+    metric_kind: str = "hit"  # "loss"/"mean": ``value`` is a mean per example, ``ci`` its t interval
     value: float | None = None  # the metric's mean (None in older files: the accuracy)
     values: str | None = None  # a loss metric's per-example values, packed (stats.pack_floats)
 
@@ -40,6 +40,22 @@ class EvaluateResult(Result):
     def score(self) -> float:
         """The metric's value."""
         return self.accuracy if self.value is None else self.value
+
+    def mean_text(self, level: str, examples: str = "examples") -> str:
+        """A loss or mean metric in one clause: its mean, t interval, direction (and perplexity, accuracy)."""
+        lo, hi = self.ci
+        if self.metric_kind == "loss":
+            text = (f"mean {self.metric} {self.score:.4f} per example over {self.n} {examples} ({level} t interval "
+                    f"[{lo:.4f}, {hi:.4f}]; lower is better)")
+            if self.hits is None and self.metric == "loss":
+                text += (f", perplexity {perplexity(self.score):.2f} "
+                         f"[{perplexity(lo):.2f}, {perplexity(hi):.2f}] (exp of the mean token loss)")
+        else:
+            text = (f"mean {self.metric} {100 * self.score:.2f} % per example over {self.n} {examples} ({level} t "
+                    f"interval [{100 * lo:.2f}, {100 * hi:.2f}] %; higher is better)")
+        if self.hits is not None:
+            text += f"; top-1 accuracy {100 * self.accuracy:.2f} %"
+        return text
 
     def to_frame(self) -> pd.DataFrame:
         """One row: accuracy, the metric's interval, correct, images, loss (and the metric's own column)."""

@@ -23,7 +23,7 @@ from resnet_probe.bounds import MAX_SAMPLES, check_samples
 from resnet_probe.errors import PlanError
 from resnet_probe.executor import Executor, Plan
 from resnet_probe.journal import ScoreItem
-from resnet_probe.metrics import Metric, MetricLike, concrete_name, resolve_metric
+from resnet_probe.metrics import Metric, MetricLike, concrete_name, perplexity, resolve_metric
 from resnet_probe.models.loaded import LoadedModel
 from resnet_probe.results import Result
 from resnet_probe.scoring import Score, interval, paired_tests
@@ -46,13 +46,14 @@ class Baseline:
     ci: tuple[float, float] = (0.0, 1.0)
     hits: str | None = None
     value: float | None = None  # the metric's mean where it is not top-1 (``LesionResult.metric``)
-    values: str | None = None  # a loss metric's per-example values, packed (stats.pack_floats)
+    values: str | None = None  # a loss or mean metric's per-example values, packed (stats.pack_floats)
+    kind: str = "hit"  # the metric's kind (resnet_probe.metrics KINDS)
 
     @classmethod
     def of(cls, score: Score, confidence: float) -> Baseline:
         """From an evaluation score; ``ci`` is the interval of the metric's value."""
         return cls(score.accuracy, score.correct, score.n, score.loss, interval(score, confidence), score.hits,
-                   score.value, score.values)
+                   score.value, score.values, score.kind)
 
     @property
     def score(self) -> float:
@@ -144,7 +145,9 @@ class LesionResult(Result):
     sweep: bool = True
     compare: tuple[LesionStudy, ...] = ()
     metric: str = "top1"  # what each configuration is scored by (resnet_probe.metrics)
-    metric_kind: str = "hit"  # "hit": higher is better, Wilson + McNemar; "loss": lower is better, t + sign flips
+    # "hit": higher is better, Wilson + McNemar; "loss": lower is better, t + sign flips; "mean": a loss's
+    # statistics, higher is better (next_token)
+    metric_kind: str = "hit"
 
     @property
     def higher_is_better(self) -> bool:
@@ -169,20 +172,26 @@ class LesionResult(Result):
         # The metric's own column where it is neither "accuracy" (top-1) nor "loss" (cross-entropy).
         own = None if self.metric in ("top1", "loss") else self.metric
 
-        def lossy(row: Baseline | LesionConfig) -> float:
-            # with metric "loss" the column is the metric itself (a language model's per-sequence token loss)
-            return row.score if self.metric == "loss" else row.loss
+        def classes(row: Baseline | LesionConfig) -> dict[str, Any]:
+            # No per-example hits beside a loss or mean metric: the targets are not class indices (token ids),
+            # so top-1 accuracy and cross-entropy per image are undefined, not 0.
+            if row.hits is None and self.metric_kind != "hit":
+                out: dict[str, Any] = {"accuracy": None, "correct": None, "n": row.n, "loss": None}
+            else:
+                out = {"accuracy": row.accuracy, "correct": row.correct, "n": row.n, "loss": row.loss}
+            if self.metric == "loss":
+                out["loss"] = row.score  # the metric itself (a language model's per-sequence token loss)
+                if row.hits is None:
+                    out["perplexity"] = perplexity(row.score)
+            return out | ({own: row.score} if own else {})
+
         for study in (self.study, *self.compare):
             spec = study.spec or (self.run.model.get("spec", "") if self.run is not None else "")
             b = study.baseline
-            rows.append({"model": spec, "kind": "baseline", "k": 0, "deleted": "", "names": "",
-                         "accuracy": b.accuracy, "correct": b.correct, "n": b.n, "loss": lossy(b)}
-                        | ({own: b.score} if own else {}))
+            rows.append({"model": spec, "kind": "baseline", "k": 0, "deleted": "", "names": ""} | classes(b))
             for c in study.configs:
                 rows.append({"model": spec, "kind": "set", "k": len(c.deleted),
-                             "deleted": " ".join(map(str, c.deleted)), "names": " ".join(c.names),
-                             "accuracy": c.accuracy, "correct": c.correct, "n": c.n, "loss": lossy(c)}
-                            | ({own: c.score} if own else {}))
+                             "deleted": " ".join(map(str, c.deleted)), "names": " ".join(c.names)} | classes(c))
             for r in study.random_k:
                 # a random-k row holds the mean of the metric over the sets, in the metric's own column
                 mean = {"accuracy": None, "loss": None, own or ("accuracy" if self.metric == "top1" else "loss"):
@@ -446,7 +455,7 @@ class LesionAnalysis(Analysis):
         own, *others = [
             run_study(ctx, lm, ex, p, i, chosen) for i, ((lm, ex), p) in enumerate(zip(models, plans, strict=True))
         ]
-        kind = "loss" if own.baseline.values is not None else "hit"
+        kind = own.baseline.kind
         return LesionResult(
             own.baseline, own.configs, own.random_k, own.units, own.skipped, delete is None, tuple(others),
             metric=concrete_name(chosen.name, kind), metric_kind=kind,

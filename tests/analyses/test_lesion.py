@@ -131,7 +131,7 @@ def test_result_json_round_trip_and_seed(resnet20: LoadedModel) -> None:
     a = LesionAnalysis().run(_ctx(resnet20, seed=4), random_k="2:5", samples=3)
     doc = json.loads(json.dumps(a.to_dict()))
     assert set(doc) >= {"baseline", "configs", "random_k", "units", "compare"}
-    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits", "value", "values"}
+    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits", "value", "values", "kind"}
     assert set(doc["configs"][0]) == {"deleted", "names", "accuracy", "correct", "loss", "ci", "p_value",
                                       "p_adjusted", "significant", "hits", "n", "value", "values"}
     assert set(doc["random_k"][0]) == {"k", "samples", "mean_accuracy", "std_accuracy", "ci", "accuracies",
