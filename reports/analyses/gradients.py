@@ -8,6 +8,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from resnet_probe.reports.analyses.paths import big_int
 from resnet_probe.reports.content import Figure, Table, level_of, register
+from resnet_probe.reports.findings import gradients_finding
 
 from resnet_probe.analyses.gradients import LONG_PATH, GradientsResult
 from resnet_probe.results import RunRecord
@@ -136,6 +137,9 @@ def path_gradients_reading(result: GradientsResult, record: RunRecord) -> list[s
         f"{100 * result.share:.0f} % of the total gradient comes from paths of length {a}–{b} "
         f"out of {n} ({level_of(record)} bootstrap intervals of the ends: {range_ends(result)}); {longer}."
     ]
+    found = gradients_finding(result.effective_range, result.effective_range_ci, n, record)
+    if found:
+        sentences.append(found)
     if lo.k != hi.k and lo.mean_norm > 0 and hi.mean_norm > 0:
         ratio = hi.mean_norm / lo.mean_norm
         trend = "falls" if ratio < 1 else "rises"

@@ -23,11 +23,12 @@ from resnet_probe.reports.content import (
     register,
     sample_size_sentence,
 )
+from resnet_probe.reports.findings import lesion_finding, random_k_finding
 
 from resnet_probe.analyses.lesion import Baseline, LesionConfig, LesionResult, LesionStudy, UnitInfo
 from resnet_probe.metrics import perplexity
 from resnet_probe.results import RunRecord
-from resnet_probe.stats import PERMUTATION_RESAMPLES
+from resnet_probe.stats import PERMUTATION_RESAMPLES, unpack_bits
 
 FIG_WIDTH = 9.0  # room for the legend right of the axes
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
@@ -401,6 +402,27 @@ def _study_reading(
     return out
 
 
+def _findings(study: LesionStudy, sweep: bool, record: RunRecord) -> list[str]:
+    """Veit et al.'s Fig. 3 and Fig. 5a findings with this run's verdicts (hit metrics with per-image hits)."""
+    out = []
+    b = study.baseline
+    singles = [c for c in study.configs if len(c.deleted) == 1 and c.hits is not None]
+    if sweep and b.hits is not None and singles:
+        base = unpack_bits(b.hits, b.n)
+        found = lesion_finding(
+            base, [unpack_bits(c.hits or "", c.n) for c in singles],
+            [study.units[c.deleted[0]].downsampling for c in singles], level_value(record), record,
+        )
+        if found:
+            out.append(found)
+    if study.random_k:
+        found = random_k_finding([r.k for r in study.random_k], [r.accuracies for r in study.random_k],
+                                 [r.ci for r in study.random_k], level_value(record), record)
+        if found:
+            out.append(found)
+    return out
+
+
 def perplexity_sentence(study: LesionStudy, sweep: bool) -> str:
     """The mean token loss as perplexity, exp(loss): the unit language-model papers report (equal-length sequences)."""
     b = study.baseline
@@ -450,7 +472,11 @@ def lesion_reading(result: LesionResult, record: RunRecord) -> list[str]:
     """The cost of deleting each downsampling unit, the median deletion, the random-k trend."""
     out = []
     for i, (label, study) in enumerate(_labelled(result, record)):
-        out += _study_reading(label, study, result.sweep, i == 0, record, Scale.of(result))
+        sentences = _study_reading(label, study, result.sweep, i == 0, record, Scale.of(result))
+        if i == 0 and result.metric_kind == "hit":
+            # The paper's finding right after the headline, so a reader sees them together.
+            sentences[1:1] = _findings(study, result.sweep, record)
+        out += sentences
     study = result.study
     tests = len(study.configs) + sum(r.samples for r in study.random_k)
     if result.metric_kind != "hit":

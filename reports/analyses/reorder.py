@@ -18,6 +18,7 @@ from resnet_probe.reports.content import (
     register,
     sample_size_sentence,
 )
+from resnet_probe.reports.findings import differences
 
 from resnet_probe.analyses.reorder import ReorderConfig, ReorderResult, SwapsSummary
 from resnet_probe.results import RunRecord
@@ -156,9 +157,11 @@ def reorder_reading(result: ReorderResult, record: RunRecord) -> list[str]:
 
         rho, p = spearmanr(taus, accs)
         trend = (
-            "accuracy falls as the order moves away from the original (lower τ), as Veit et al. report"
+            "accuracy falls as the order moves away from the original (lower τ), as Veit et al. 2016 (Fig. 5b) "
+            "report: this run agrees"
             if p < 1 - level_value(record) and rho > 0
-            else "these orders do not show accuracy falling with τ"
+            else "these orders do not show accuracy falling with τ, which Veit et al. 2016 (Fig. 5b) found: this "
+            "run cannot tell" + (f" ({why})" if (why := differences(record)) else "")
         )
         out.append(
             f"Across the {len(result.configs)} reordered networks Spearman's ρ between Kendall τ and accuracy "

@@ -146,11 +146,12 @@ def response_std_reading(result: ResponseStdResult, record: RunRecord) -> list[s
         p = float(mannwhitneyu(res.stds, twin.stds, alternative="two-sided").pvalue)
         differ = p < 1 - level_value(record)
         verdict = (
-            ("as He et al. report, the residual functions are closer to zero than the plain layers."
-             if smaller else "He et al. report the opposite (smaller responses in ResNets).")
+            ("as He et al. 2015 (Fig. 7) report, the residual functions are closer to zero than the plain layers: "
+             "this run agrees." if smaller
+             else "He et al. 2015 (Fig. 7) report the opposite (smaller responses in ResNets): this run disagrees.")
             if differ
             else "the two sets of layer stds do not differ significantly, so these nets neither support nor "
-            "contradict He et al.'s finding."
+            "contradict He et al. 2015's finding (Fig. 7): this run cannot tell."
         )
         sentences.append(
             f"{_label(res)} responds {'more weakly' if smaller else 'more strongly'} than its plain twin "

@@ -98,7 +98,7 @@ def test_reorder_scores_match_direct_scores_and_round_trip(resnet20: LoadedModel
     doc = json.loads(json.dumps(result.to_dict()))
     assert set(doc["configs"][0]) == {"swaps", "order", "kendall_tau", "accuracy", "correct", "loss", "ci",
                                       "p_value", "p_adjusted", "significant", "hits", "n"}
-    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits", "value", "values"}
+    assert set(doc["baseline"]) == {"accuracy", "correct", "n", "loss", "ci", "hits", "value", "values", "kind"}
     assert ReorderResult.from_dict(doc) == result
     from resnet_probe.stats import bootstrap_mean_interval
 
