@@ -9,9 +9,16 @@ resnet-probe's ``wall_time_s``: opening the data and the model, and the sweep). 
 method the table gives the total, the compute, the ratio against the plain loop, the FLOPs it
 executed (``torch.utils.flop_counter`` on one image of the same work) and the GFLOP/s that
 makes, against the peak this machine reaches in a large matmul of that precision (measured
-here, not a datasheet number). The bound is what prefix sharing alone allows: the loop's
-FLOPs over the shared sweep's. Exits non-zero when a configuration's correct count differs
-from the loop's by more than one image (fp32) or an accuracy by more than one point (bf16).
+here, not a datasheet number).
+
+The bound: prefix sharing saves the loop's FLOPs over the shared sweep's, and the layout the
+runner times and keeps (resnet_probe.layout_probe: NCHW/NHWC x BatchNorm folded or not) runs
+each forward faster than the loop's plain NCHW model; the product of the two is the most the
+sweep can gain over the loop in compute. The script prints each layout's forward time (batch
+256), the bound, the fraction of it the whole process reaches, and the fixed cost (the whole
+process minus its compute) against ``python -c "import torch"``. Exits non-zero when a
+configuration's correct count differs from the loop's by more than one image (fp32) or an
+accuracy by more than one point (bf16).
 """
 
 from __future__ import annotations
@@ -59,6 +66,32 @@ def sweep_flops(model: str) -> tuple[float, float]:
     return float(full.get_total_flops() + sum(branch)), float(shared.get_total_flops())
 
 
+def layout_seconds(model: str, batch: int = 256, repeats: int = 3) -> dict[str, float]:
+    """One forward of ``batch`` images in every candidate layout, best of interleaved repeats."""
+    from resnet_probe.adapters import build_topology
+    from resnet_probe.executor import Executor
+    from resnet_probe.layout_probe import CANDIDATES, layout_name, private_model
+    from resnet_probe.models.load import load_model
+
+    loaded = load_model(f"zoo:{model}", dataset="cifar10-sample")
+    x = torch.randn(batch, 3, 32, 32)
+    executors = {
+        layout_name(c, f): Executor(build_topology(private_model(loaded, torch.device("cpu"), c, f)), "cpu",
+                                    channels_last=c)
+        for c, f in CANDIDATES
+    }
+    best = {name: float("inf") for name in executors}
+    with torch.no_grad():
+        for ex in executors.values():
+            ex.forward(x)
+        for _ in range(repeats):
+            for name, ex in executors.items():
+                started = time.perf_counter()
+                ex.forward(x)
+                best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
 def peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of a large matmul: the most this machine's torch reaches in this precision."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
@@ -74,7 +107,8 @@ def peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float
 def main(argv: list[str] | None = None) -> int:
     """Run the loop and the CLI (fp32, bf16) as processes; print the table; check the counts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet56", choices=("resnet20", "resnet56"))
+    parser.add_argument("--model", default="resnet56", choices=("resnet20", "resnet56"),
+                        help="a net with weights shipped (offline): akamaster's ResNet-20 or ResNet-56")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the best total counts")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="probe-bench-"))
@@ -114,7 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     peaks = {"fp32": peak_gflops(torch.float32), "bf16": peak_gflops(torch.bfloat16)}
     print(f"{args.model}, 846 CIFAR-10 images, single-delete sweep ({len(base_counts)} configurations); "
           f"{torch.get_num_threads()} threads; matmul peak fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s")
-    print(f"prefix-sharing bound: {loop_flops / shared_flops:.2f}x fewer FLOPs than the loop")
+    layouts = layout_seconds(args.model)
+    chosen = json.loads((tmp / "fp32" / "results.json").read_text())["extra"].get("layout", {})
+    print("one forward of 256 images: " + ", ".join(f"{k} {v:.3f} s" for k, v in layouts.items())
+          + f"; the run kept {chosen.get('layout')} ({chosen.get('from')})")
+    sharing = loop_flops / shared_flops
+    speedup = layouts["NCHW"] / layouts.get(str(chosen.get("layout")), layouts["NCHW"])
+    bound = sharing * speedup
+    print(f"bound: prefix sharing {sharing:.2f}x fewer FLOPs x layout {speedup:.2f}x faster per forward "
+          f"= {bound:.2f}x the plain loop's compute")
     print(f"{'method':<20} {'total s':>8} {'compute s':>10} {'ratio':>6} {'GFLOP':>7} {'GFLOP/s':>8} {'of peak':>8}")
     loop_total = min(totals["plain loop fp32"])
     failed = False
@@ -130,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'':<20} counts vs the loop: max difference {max(diffs)} images "
               f"(allowed {limit:g}); overhead {total - compute[name]:.2f} s")
         failed |= max(diffs) > limit
+    torch_import = min(whole([sys.executable, "-c", "import torch"]) for _ in range(3))
+    total = min(totals["resnet-probe fp32"])
+    achieved = loop_total / total
+    print(f"resnet-probe fp32 whole process: {achieved:.2f}x the loop = {100 * achieved / bound:.0f} % of the bound; "
+          f"fixed cost {total - compute['resnet-probe fp32']:.2f} s = "
+          f"{(total - compute['resnet-probe fp32']) / torch_import:.1f}x `python -c \"import torch\"` "
+          f"({torch_import:.2f} s)")
     return 1 if failed else 0
 
 

@@ -8,7 +8,6 @@ results.csv + report.html + figures/. The Python API (``resnet_probe.api``) call
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import replace
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 
 from resnet_probe import distributed
 from resnet_probe.adapters import build_topology
@@ -27,8 +27,9 @@ from resnet_probe.data.given import GivenSource
 from resnet_probe.data.preprocessing import Preprocessing
 from resnet_probe.errors import DataError, ProbeError
 from resnet_probe.executor import Executor, resolve_device
-from resnet_probe.inference import fold_batchnorm, prefers_channels_last
+from resnet_probe.inference import prefers_channels_last
 from resnet_probe.journal import Journal, item_schema, recorded_batch_size
+from resnet_probe.layout_probe import LayoutChoice, choose_layout, private_model
 from resnet_probe.machine import cpu, native, precision_warning
 from resnet_probe.models.load import load_model
 from resnet_probe.models.loaded import LoadedModel
@@ -93,23 +94,39 @@ def option_preprocessing(settings: RunSettings, own: Preprocessing | None) -> Pr
     return Preprocessing(tuple(settings.mean), tuple(settings.std), size, source="option")
 
 
-def make_executor(loaded: LoadedModel, device: torch.device, settings: RunSettings, *, fold: bool = True) -> Executor:
+def make_executor(
+    loaded: LoadedModel, device: torch.device, settings: RunSettings, *, fold: bool = True,
+    layout: LayoutChoice | None = None,
+) -> Executor:
     """The executor of one model the runner loaded, on the fastest exact fp32 path the device has.
 
     It runs a private copy (the loaded model stays as loaded: its parameter count and any hook
-    on it keep their meaning), with every BatchNorm after a convolution folded into it unless
-    ``fold`` is False (analyses that capture BN outputs) and NHWC where the device prefers it,
-    unless ``settings.channels_last`` says otherwise. Predictions equal the plain model's up to
-    float rounding (tests/test_inference.py).
+    on it keep their meaning) in ``layout`` (NHWC or not, BatchNorm folded or not: see
+    :mod:`resnet_probe.layout_probe`); without one, every BatchNorm after a convolution is folded
+    unless ``fold`` is False (analyses that capture BN outputs) and NHWC where the device prefers
+    it, unless ``settings.channels_last`` says otherwise. Predictions equal the plain model's up
+    to float rounding (tests/test_inference.py).
     """
-    model = copy.deepcopy(loaded.model).to(device).eval()
-    if fold:
-        fold_batchnorm(model)
-    channels_last = prefers_channels_last(device) if settings.channels_last is None else settings.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if layout is None:
+        nhwc = prefers_channels_last(device) if settings.channels_last is None else settings.channels_last
+        layout = LayoutChoice(nhwc, fold, "default")
+    model = private_model(loaded, device, layout.channels_last, layout.folded and fold)
+    return _executor(model, device, settings, layout.channels_last)
+
+
+def _executor(model: nn.Module, device: torch.device, settings: RunSettings, channels_last: bool) -> Executor:
     return Executor(
         build_topology(model), device, settings.precision, compile=settings.compile, channels_last=channels_last
+    )
+
+
+def run_layout(loaded: LoadedModel, device: torch.device, settings: RunSettings, data: DataSource | None,
+               fold: bool) -> LayoutChoice:
+    """The layout this run's model copy uses: the option, the cached choice, or timed now."""
+    prep = loaded.preprocessing or (data.default_preprocessing if data is not None else None)
+    return choose_layout(
+        loaded, device, settings.precision, data, prep, fold=fold, channels_last=settings.channels_last,
+        build=lambda model, nhwc: _executor(model, device, replace(settings, compile=False), nhwc),
     )
 
 
@@ -266,12 +283,14 @@ def _run_into(
     data = open_data(settings) if analysis.needs_data else None
     torch.manual_seed(settings.seed)  # random-init weights are part of what the seed fixes
     loaded = open_model(settings.model_spec, settings.checkpoint, settings, data, analysis.needs_weights)
+    fold = not analysis.needs_layer_outputs
+    layout = run_layout(loaded, device, settings, data, fold=fold)
     compared = []
     for text in compare:
         spec, ckpt = parse_with_checkpoint(text)
         other = open_model(spec, ckpt, settings, data)
-        compared.append((other, make_executor(other, device, settings, fold=not analysis.needs_layer_outputs)))
-    executor = make_executor(loaded, device, settings, fold=not analysis.needs_layer_outputs)
+        compared.append((other, make_executor(other, device, settings, fold=fold, layout=layout)))
+    executor = make_executor(loaded, device, settings, fold=fold, layout=layout)
     probe_ctx = RunContext(
         loaded=loaded, executor=executor, data=data, seed=settings.seed, compare=tuple(compared),
         confidence=settings.confidence,
@@ -306,7 +325,7 @@ def _run_into(
     assert result.run is not None
     record = replace(
         result.run, wall_time_s=round(time.perf_counter() - started, 3),
-        extra=result.run.extra | {"batch_size": batch.to_dict()},
+        extra=result.run.extra | {"batch_size": batch.to_dict(), "layout": layout.to_dict()},
     )
     result = replace(result, run=record)
     if distributed.is_main():
