@@ -130,6 +130,10 @@ class Unit:
             total = shortcut_out
         else:
             total = shortcut_out + residual_out
+            if self.post is relu:
+                # The sum is a fresh tensor no one else holds: rectify it in place (one pass over memory
+                # less; the stream a prefix shares is the returned tensor, which nothing modifies after).
+                return torch.relu_(total)
         assert total is not None
         return self.post(total)
 
