@@ -63,4 +63,5 @@ def test_whole_process_benchmark_agrees_with_the_plain_loop(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "counts vs the loop: max difference 0 images (allowed 1)" in proc.stdout  # fp32: the same predictions
-    assert "prefix-sharing bound: 1.83x" in proc.stdout  # 10 configurations of 9 units
+    assert "bound: prefix sharing 1.83x fewer FLOPs" in proc.stdout  # 10 configurations of 9 units
+    assert "of the bound; fixed cost" in proc.stdout and "one forward of 256 images: NCHW" in proc.stdout
