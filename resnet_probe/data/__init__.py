@@ -2,7 +2,8 @@
 
 Without arguments it is the embedded offline default, scikit-learn's handwritten digits
 adapted to 3x32x32; CIFAR-10/100 come from a torchvision root, ImageNet from an image
-folder, anything else from an ``.npz`` file.
+folder, anything else from an ``.npz`` file. Text for language models (``pystdlib``) comes as
+windows of ``seq_len`` token ids (data/text.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from resnet_probe.data.known import (
     SAMPLE,
     SAMPLE_FILE,
     SAMPLE_SHA256,
+    TEXT_DATASETS,
     cifar_in,
     cifar_root,
     data_home,
@@ -28,6 +30,7 @@ from resnet_probe.data.known import (
 )
 from resnet_probe.data.npz import load_npz
 from resnet_probe.data.source import DataSource, TensorSource, pad_crop_flip
+from resnet_probe.data.text import PYSTDLIB, SEQ_LEN, check_seq_len, load_pystdlib
 from resnet_probe.errors import DataError
 
 __all__ = [
@@ -60,14 +63,19 @@ def load_data(
     download: bool = False,
     image_size: int | None = None,
     workers: int = 0,
+    seq_len: int | None = None,
+    seed: int = 0,
 ) -> DataSource:
-    """Open a data set by name, by path, or both; ``limit`` keeps the first N images.
+    """Open a data set by name, by path, or both; ``limit`` keeps the first N images (or token windows).
 
     ``workers`` DataLoader processes decode an image folder (in-memory sets ignore it).
+    Text is cut into windows of ``seq_len`` tokens (default 128); a train split's windows are
+    permuted with ``seed``, a test split's stay in order.
 
     Example:
         >>> src = load_data("cifar10", "shared/fixtures/cifar10_test_first846.npz", limit=100)
         >>> x, y = next(src.batches(50))  # float32 (50, 3, 32, 32), int64 (50,)
+        >>> ids = load_data("pystdlib", split="test", seq_len=128)  # byte ids (N, 128)
     """
     if dataset is not None and dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
@@ -79,12 +87,16 @@ def load_data(
         raise DataError(f"workers must be 0 or more, got {workers}")
     if image_size is not None and image_size < 1:
         raise DataError(f"image size must be at least 1, got {image_size}")
+    if seq_len is not None:
+        check_seq_len(seq_len)
     if data is not None:
         source = _from_path(Path(data).expanduser(), dataset, split, download, limit)
     elif dataset in (None, "digits"):
         source = load_digits(split)
     elif dataset == SAMPLE:
         source = load_sample(split, limit)
+    elif dataset == PYSTDLIB:
+        source = load_pystdlib(split, seq_len=seq_len or SEQ_LEN, seed=seed, limit=limit)
     elif dataset == "imagenet":
         raise DataError(
             "imagenet needs --data PATH: an image folder in ImageNet val layout (one sub-folder per class)"
@@ -104,7 +116,7 @@ def load_data(
 
 
 def _from_path(path: Path, dataset: str | None, split: str, download: bool, limit: int | None) -> DataSource:
-    if dataset in ("digits", SAMPLE):
+    if dataset in ("digits", SAMPLE, *TEXT_DATASETS):
         raise DataError(f"{dataset} is built in and takes no --data path")
     if path.is_file():
         if path.suffix.lower() == ".npy":

@@ -1,4 +1,4 @@
-"""The named data sets: CIFAR-10/100 (torchvision roots), ImageNet statistics, embedded digits."""
+"""The named data sets: CIFAR-10/100 (torchvision roots), ImageNet statistics, embedded digits, text (pystdlib)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from resnet_probe.data.source import TensorSource, channel_stats
 from resnet_probe.errors import DataError
 from resnet_probe.files import home
 
-DATASETS = ("cifar10", "cifar10-sample", "cifar100", "imagenet", "digits")
+DATASETS = ("cifar10", "cifar10-sample", "cifar100", "imagenet", "digits", "pystdlib")
 NUM_CLASSES = {"cifar10": 10, "cifar10-sample": 10, "cifar100": 100, "imagenet": 1000, "digits": 10}
+# Token windows for language models (data/text.py): no classes, no image preprocessing.
+TEXT_DATASETS = ("pystdlib",)
 # The first 846 CIFAR-10 test images, shipped with the package (data/sample/README.md).
 SAMPLE = "cifar10-sample"
 SAMPLE_FILE = Path(__file__).parent / "sample" / "cifar10_test_first846.npz"
